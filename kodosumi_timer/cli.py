@@ -1,0 +1,172 @@
+"""``koco-timer``: the composed panel, the timer, previews and the demo."""
+
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+
+from kodosumi_timer import __version__
+from kodosumi_timer.config import get_settings
+
+
+@click.group()
+@click.version_option(__version__, prog_name="koco-timer")
+def cli() -> None:
+    """Scheduled agent executions for kodosumi."""
+
+
+@cli.command()
+@click.option("--address", default=None, help="Panel URL to listen on (KODO_APP_SERVER).")
+@click.option("--register", multiple=True, help="Flow source(s) to register, like koco serve.")
+@click.option("--exec-dir", default=None, help="kodosumi's execution directory.")
+def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None) -> None:
+    """Run kodosumi's panel with the schedule API and pages."""
+    from kodosumi.config import Settings
+
+    from kodosumi_timer.panel.server import run
+
+    overrides: dict[str, object] = {}
+    if address:
+        overrides["APP_SERVER"] = address
+    if register:
+        overrides["REGISTER_FLOW"] = list(register)
+    if exec_dir:
+        overrides["EXEC_DIR"] = exec_dir
+    run(Settings(**overrides))  # type: ignore[arg-type]
+
+
+@cli.command()
+@click.option("--block", is_flag=True, help="Run in the foreground.")
+@click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+@click.option("--panel", default=None, help="Panel URL to launch through (KODO_TIMER_PANEL_URL).")
+def start(block: bool, ray_server: str | None, panel: str | None) -> None:
+    """Start the timer (one per Ray cluster)."""
+    from kodosumi_timer import daemon
+
+    overrides: dict[str, object] = {}
+    if ray_server:
+        overrides["RAY_SERVER"] = ray_server
+    if panel:
+        overrides["TIMER_PANEL_URL"] = panel
+    settings = get_settings(**overrides)
+    if block:
+        try:
+            daemon.run_blocking(settings)
+        except daemon.AlreadyRunning as exc:
+            raise click.ClickException(str(exc)) from exc
+        return
+    daemon.connect(settings)
+    meta = daemon.running_meta()
+    if meta is not None:
+        raise click.ClickException(
+            f"a timer is already running on this cluster (pid={meta['pid']} on {meta['host']})")
+    argv = ["start"] + sum(([f"--{k}", v] for k, v in
+                            (("ray-server", ray_server), ("panel", panel)) if v), [])
+    pid = daemon.start_background(argv)
+    click.echo(f"timer starting (pid={pid}) ...")
+    if daemon.wait_registered(pid) is None:
+        raise click.ClickException(f"the timer (pid={pid}) did not come up; see "
+                                   f"{settings.TIMER_LOG_FILE}")
+    click.echo(f"timer started (pid={pid}); log: {settings.TIMER_LOG_FILE}")
+
+
+@cli.command()
+@click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+def stop(ray_server: str | None) -> None:
+    """Stop the cluster's timer (SIGTERM: it finishes the step in hand)."""
+    from kodosumi_timer import daemon
+
+    settings = get_settings(**({"RAY_SERVER": ray_server} if ray_server else {}))
+    daemon.connect(settings)
+    pid = daemon.stop()
+    click.echo("no timer running" if pid is None else f"timer stopped (pid={pid})")
+
+
+@cli.command()
+@click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+def status(ray_server: str | None) -> None:
+    """Show whether the timer runs, since when, and what it did."""
+    from kodosumi_timer import daemon
+    from kodosumi_timer.store import open_store
+
+    settings = get_settings(**({"RAY_SERVER": ray_server} if ray_server else {}))
+    daemon.connect(settings)
+    meta = daemon.running_meta()
+    if meta is None:
+        click.echo("timer: not running")
+        sys.exit(3)
+
+    async def due_next_hour() -> int:
+        from datetime import timedelta
+
+        store = await open_store(settings.TIMER_DATABASE, migrate_schema=False)
+        try:
+            now = datetime.now(UTC)
+            return await store.count_due_between(now - timedelta(days=36500),
+                                                 now + timedelta(hours=1))
+        finally:
+            await store.close()
+
+    uptime = int(time.time() - meta["started"])
+    click.echo(f"timer: running (pid={meta['pid']} on {meta['host']}), up {uptime}s")
+    click.echo(f"store: {meta['database']}")
+    click.echo(f"fires since start: {meta['fires']}, failures: {meta['failures']}")
+    click.echo(f"schedules due in the next hour: {asyncio.run(due_next_hour())}")
+
+
+@cli.command()
+@click.argument("expression")
+@click.option("--timezone", "zone", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--after", default=None, help="ISO 8601 start instant (default: now).")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def preview(expression: str, zone: str, after: str | None, count: int, as_json: bool) -> None:
+    """Describe a cron EXPRESSION and list its next fire times."""
+    from kodosumi_timer import cron
+
+    try:
+        start_at = datetime.fromisoformat(after) if after else datetime.now(UTC)
+        if start_at.tzinfo is None:
+            start_at = cron.resolve_wall_time(start_at, zone)[0]
+        text = cron.describe(expression)
+        times = cron.preview(expression, zone, start_at, count)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({
+            "expression": expression, "timezone": zone, "description": text,
+            "times": [{"utc": t.utc.isoformat(), "local": t.local.isoformat(),
+                       "dst_note": t.dst_note} for t in times]}, indent=2))
+        return
+    click.echo(f"{text} ({zone})")
+    for t in times:
+        mark = f"  * {t.dst_note}" if t.dst_note else ""
+        click.echo(f"  {t.local.strftime('%a %Y-%m-%d %H:%M %Z'):<28} "
+                   f"{t.utc.strftime('%Y-%m-%d %H:%M')} UTC{mark}")
+
+
+@cli.group()
+def db() -> None:
+    """The schedule store."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply the store's migrations (the panel and the timer also do this on start)."""
+    from kodosumi_timer.store import open_store
+
+    settings = get_settings()
+
+    async def run() -> None:
+        store = await open_store(settings.TIMER_DATABASE)
+        await store.close()
+
+    asyncio.run(run())
+    click.echo("schedule store is up to date")
+
+
+if __name__ == "__main__":
+    cli()

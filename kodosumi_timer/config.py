@@ -1,0 +1,42 @@
+"""Settings of kodosumi-timer, read like kodosumi's own: prefix ``KODO_``, ``.env`` aware.
+
+Nothing is read at import time; call :func:`get_settings` (or build ``TimerSettings``
+with explicit values in tests).
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TimerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KODO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # the schedule store; PostgreSQL works with postgresql+asyncpg://...
+    TIMER_DATABASE: str = "sqlite+aiosqlite:///./data/schedule.db"
+    # longest sleep of the timer loop when nothing is due and no wake-up arrives
+    TIMER_INTERVAL: float = Field(60.0, gt=0)
+    # the panel the timer launches executions through (kodosumi's proxy)
+    TIMER_PANEL_URL: str = "http://localhost:3370"
+    # lifetime of the owner tokens the timer mints for one launch and its follow-up
+    TIMER_TOKEN_TTL: int = Field(900, gt=0)
+    # the user system schedules run as (not a kodosumi role)
+    TIMER_USER: str = "timer"
+    TIMER_SCHEDULES: str = "./data/config/schedules.yaml"
+    TIMER_LOG_FILE: str = "./data/timer.log"
+    # launch attempts within one slot before the run is recorded failed
+    TIMER_LAUNCH_ATTEMPTS: int = Field(3, ge=1)
+    # how often running executions are polled for their final status
+    TIMER_FOLLOW_INTERVAL: float = Field(2.0, gt=0)
+    # most schedules one user may own
+    TIMER_MAX_SCHEDULES: int = Field(1000, ge=1)
+
+    # kodosumi's own settings the timer needs (same names as kodosumi's)
+    ADMIN_DATABASE: str = "sqlite+aiosqlite:///./data/admin.db"
+    RAY_SERVER: str = "localhost:6379"
+    APP_SERVER: str = "http://localhost:3370"
+
+
+def get_settings(**overrides: object) -> TimerSettings:
+    return TimerSettings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,80 @@
+"""The timer's named Ray actor: one timer per cluster, its status, and wake-ups.
+
+Like kodosumi's spooler lock, the actor carries the timer's pid so ``koco-timer
+status`` and ``stop`` find it. The panel calls ``wake`` after a change; the timer
+waits on ``wait`` with a generation counter, so a wake-up is never lost even when
+it arrives while the timer is busy.
+"""
+
+import asyncio
+import time
+from typing import Any
+
+import ray
+
+NAMESPACE = "kodosumi"
+LOCK_NAME = "KodosumiTimer"
+
+
+@ray.remote(num_cpus=0)
+class TimerLock:
+    def __init__(self, pid: int, host: str, database: str):
+        self.meta: dict[str, Any] = {
+            "pid": pid, "host": host, "database": database, "started": time.time(),
+            "fires": 0, "failures": 0,
+        }
+        self.generation = 0
+        self.changed = asyncio.Event()
+
+    async def get_meta(self) -> dict[str, Any]:
+        return dict(self.meta)
+
+    async def update(self, fires: int, failures: int) -> None:
+        self.meta.update(fires=fires, failures=failures)
+
+    async def wake(self) -> int:
+        self.generation += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+        return self.generation
+
+    async def wait(self, seen: int, timeout: float) -> int:
+        if self.generation > seen:
+            return self.generation
+        changed = self.changed
+        try:
+            await asyncio.wait_for(changed.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self.generation
+
+
+def find_lock() -> Any | None:
+    """The running timer's lock actor on the connected cluster, or None."""
+    try:
+        return ray.get_actor(LOCK_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def create_lock(pid: int, host: str, database: str) -> Any:
+    """Register this process as the cluster's timer; ValueError if one is registered."""
+    return TimerLock.options(name=LOCK_NAME, namespace=NAMESPACE).remote(pid, host, database)
+
+
+class RayWaker:
+    def __init__(self, actor: Any):
+        self.actor = actor
+
+    async def wait(self, seen: int, timeout: float) -> int:
+        return int(await self.actor.wait.remote(seen, timeout))
+
+
+def wake_timer() -> None:
+    """Fire-and-forget wake-up of the cluster's timer (no timer running is fine)."""
+    try:
+        actor = find_lock()
+        if actor is not None:
+            actor.wake.remote()
+    except Exception:  # waking is an optimisation; the timer polls anyway
+        pass

@@ -1,0 +1,92 @@
+"""Request and response schemas of the ``/schedule`` API."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ScheduleType = Literal["once", "cron"]
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flow_url: str = Field(min_length=1, max_length=1000,
+                          description="the flow's panel URL, e.g. /-/localhost/8001/hello/-/")
+    schedule_type: ScheduleType
+    expose_name: str | None = Field(None, max_length=200,
+                                    description="defaults to the flow's summary")
+    title: str | None = Field(None, max_length=200)
+    run_at: datetime | None = Field(
+        None, description="once: ISO 8601; without an offset it is wall time in `timezone`")
+    cron_expression: str | None = Field(None, max_length=1000)
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    catchup: Literal["once", "skip"] = "once"
+    overlap: Literal["skip", "allow"] = "skip"
+    end_at: datetime | None = None
+    max_runs: int | None = Field(None, ge=1)
+
+
+class ScheduleResponse(BaseModel):
+    id: str
+    owner: str
+    system: bool
+    expose_name: str
+    flow_url: str
+    title: str | None
+    schedule_type: ScheduleType
+    cron_expression: str | None
+    run_at: datetime | None
+    timezone: str
+    inputs: dict[str, Any]
+    enabled: bool
+    state: Literal["active", "paused", "done"]
+    catchup: str
+    overlap: str
+    end_at: datetime | None
+    max_runs: int | None
+    run_count: int
+    next_run: datetime | None
+    last_run: datetime | None
+    last_fid: str | None
+    last_status: str | None
+    note: str | None
+    version: int
+    created: datetime
+    updated: datetime
+    notes: list[str] = Field(default_factory=list,
+                             description="remarks on how the input was read (DST gaps)")
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleResponse]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunResponse(BaseModel):
+    id: int
+    schedule_id: str
+    slot: datetime
+    attempt: int
+    trigger: str
+    status: str
+    fired_at: datetime | None
+    fid: str | None
+    reason: str | None
+    finished_at: datetime | None
+
+
+class RunList(BaseModel):
+    items: list[RunResponse]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a stable code, e.g. invalid_input, not_found")
+    detail: str
+    field: str | None = None

@@ -1,0 +1,1 @@
+"""The composed panel: kodosumi's Litestar app plus the schedule API and pages."""

@@ -1,0 +1,104 @@
+"""Pure decisions of the timer: what one due schedule must do at ``now``.
+
+No clock, no I/O: the timer loop hands in the schedule's facts and ``now`` and
+carries out the returned plan. Catch-up, end conditions and retry backoff live
+here so they can be tested with plain values.
+"""
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from kodosumi_timer.cron import next_fire_times
+
+# a slot this late still counts as "on time" (fires even with catchup=skip)
+ON_TIME_GRACE = timedelta(seconds=60)
+# at most this many missed slots of one catch-up are recorded one by one
+MAX_MISSED_RECORDED = 500
+
+
+@dataclass(frozen=True)
+class Due:
+    """The facts of one schedule the plan is made from."""
+
+    schedule_type: str  # once | cron
+    next_run: datetime
+    cron_expression: str | None = None
+    timezone: str = "UTC"
+    catchup: str = "once"  # once | skip
+    end_at: datetime | None = None
+    max_runs: int | None = None
+    run_count: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do: fire ``fire`` (if any), record ``missed`` slots, move to ``next_run``.
+
+    ``next_run`` None means the schedule ends; ``end_note`` says why.
+    """
+
+    fire: datetime | None
+    missed: list[datetime] = field(default_factory=list)
+    missed_more: int = 0
+    next_run: datetime | None = None
+    end_note: str | None = None
+
+
+def _next_after(due: Due, after: datetime) -> datetime | None:
+    if due.schedule_type != "cron" or due.cron_expression is None:
+        return None
+    found = next_fire_times(due.cron_expression, due.timezone, after, 1)
+    return found[0] if found else None
+
+
+def _end(due: Due, nxt: datetime | None, fired: int) -> tuple[datetime | None, str | None]:
+    if due.schedule_type == "once":
+        return None, "ran once"
+    if due.max_runs is not None and due.run_count + fired >= due.max_runs:
+        return None, f"reached max_runs ({due.max_runs})"
+    if nxt is None:
+        return None, "the rule has no further fire time"
+    if due.end_at is not None and nxt > due.end_at:
+        return None, f"end_at {due.end_at.isoformat()} reached"
+    return nxt, None
+
+
+def plan(due: Due, now: datetime) -> Plan:
+    """Plan the handling of a schedule whose ``next_run`` is at or before ``now``."""
+    if due.next_run > now:
+        raise ValueError("plan() called for a schedule that is not due")
+    if due.end_at is not None and due.next_run > due.end_at:
+        return Plan(fire=None, next_run=None, end_note=f"end_at {due.end_at.isoformat()} reached")
+    # every slot from next_run up to now, oldest first
+    slots = [due.next_run]
+    more = 0
+    following = _next_after(due, due.next_run)
+    while following is not None and following <= now:
+        if due.end_at is not None and following > due.end_at:
+            break
+        if len(slots) < MAX_MISSED_RECORDED + 1:
+            slots.append(following)
+        else:
+            more += 1
+            if more > 100_000:  # give up counting a long outage slot by slot
+                break
+        following = _next_after(due, following)
+    latest = slots[-1]
+    late = now - latest > ON_TIME_GRACE
+    if late and due.catchup == "skip":
+        fire = None
+        missed = slots
+    else:
+        fire = latest
+        missed = slots[:-1]
+    nxt = _next_after(due, now) if due.schedule_type == "cron" else None
+    nxt, note = _end(due, nxt, 1 if fire is not None else 0)
+    return Plan(fire=fire, missed=missed, missed_more=more, next_run=nxt, end_note=note)
+
+
+def retry_delay(attempt: int, base: float = 0.5, cap: float = 8.0,
+                rng: random.Random | None = None) -> float:
+    """Seconds to wait before launch attempt ``attempt + 1``: exponential, full jitter."""
+    ceiling = min(cap, base * (2 ** (attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)

@@ -1,0 +1,304 @@
+"""The repository: every read and write of schedules and runs goes through :class:`Store`.
+
+The store owns concurrency. A slot is claimed with a conditional UPDATE on the
+schedule's ``next_run`` (a row count of 1 means "mine"), and the run row for it is
+inserted in the same transaction; the unique (schedule, slot, attempt) key backs it.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from kodosumi_timer.store import migrate
+from kodosumi_timer.store.tables import RunRow, ScheduleRow
+
+ACTIVE_RUN_STATES = ("launched", "running")
+FINAL_RUN_STATES = ("finished", "error", "skipped", "missed", "rejected", "failed", "unknown")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Claim:
+    schedule: ScheduleRow
+    run: RunRow
+
+
+def make_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # the panel and the timer share the file: wait for locks rather than fail
+        return create_async_engine(url, connect_args={"timeout": 30})
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ---- schedules -------------------------------------------------------------
+
+    async def add_schedule(self, row: ScheduleRow) -> ScheduleRow:
+        async with self.session.begin() as s:
+            s.add(row)
+        return row
+
+    async def get_schedule(self, schedule_id: str, owner: str | None = None) -> ScheduleRow | None:
+        query = select(ScheduleRow).where(ScheduleRow.id == schedule_id)
+        if owner is not None:
+            query = query.where(ScheduleRow.owner == owner)
+        async with self.session() as s:
+            return (await s.execute(query)).scalar_one_or_none()
+
+    async def list_schedules(
+        self, owner: str | None, limit: int = 50, offset: int = 0
+    ) -> tuple[Sequence[ScheduleRow], int]:
+        query = select(ScheduleRow)
+        count = select(func.count()).select_from(ScheduleRow)
+        if owner is not None:
+            query = query.where(ScheduleRow.owner == owner)
+            count = count.where(ScheduleRow.owner == owner)
+        # soonest first; schedules without a next run (paused, done) last
+        query = query.order_by(
+            ScheduleRow.next_run.is_(None), ScheduleRow.next_run, ScheduleRow.created
+        ).limit(limit).offset(offset)
+        async with self.session() as s:
+            rows = (await s.execute(query)).scalars().all()
+            total = (await s.execute(count)).scalar_one()
+        return rows, total
+
+    async def count_schedules(self, owner: str) -> int:
+        query = select(func.count()).select_from(ScheduleRow).where(ScheduleRow.owner == owner)
+        async with self.session() as s:
+            return int((await s.execute(query)).scalar_one())
+
+    async def delete_schedule(self, schedule_id: str, owner: str | None = None) -> bool:
+        """Delete a schedule and its run history (documented: history goes with it)."""
+        query = delete(ScheduleRow).where(ScheduleRow.id == schedule_id)
+        if owner is not None:
+            query = query.where(ScheduleRow.owner == owner)
+        async with self.session.begin() as s:
+            result = await s.execute(query)
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            await s.execute(delete(RunRow).where(RunRow.schedule_id == schedule_id))
+        return True
+
+    async def update_schedule(self, schedule_id: str, values: dict[str, Any]) -> None:
+        async with self.session.begin() as s:
+            await s.execute(
+                update(ScheduleRow).where(ScheduleRow.id == schedule_id).values(**values)
+            )
+
+    # ---- the timer's view ------------------------------------------------------
+
+    async def due(self, until: datetime, limit: int = 100) -> Sequence[ScheduleRow]:
+        """Active schedules whose next_run is at or before ``until``, soonest first."""
+        query = (
+            select(ScheduleRow)
+            .where(ScheduleRow.next_run <= until, ScheduleRow.state == "active")
+            .order_by(ScheduleRow.next_run)
+            .limit(limit)
+        )
+        async with self.session() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def earliest_next_run(self) -> datetime | None:
+        query = select(func.min(ScheduleRow.next_run)).where(ScheduleRow.state == "active")
+        async with self.session() as s:
+            value = (await s.execute(query)).scalar_one_or_none()
+        if value is None:
+            return None
+        # min() bypasses the column type on some dialects: normalise to aware UTC
+        column_type = ScheduleRow.__table__.c.next_run.type
+        return column_type.process_result_value(value, self.engine.dialect)  # type: ignore[no-any-return]
+
+    async def claim(
+        self,
+        schedule: ScheduleRow,
+        slot: datetime,
+        now: datetime,
+        next_run: datetime | None,
+        end_note: str | None,
+        missed: Sequence[datetime] = (),
+        trigger: str = "timer",
+        timer_id: str | None = None,
+    ) -> Claim | None:
+        """Claim ``schedule``'s slot for launching, or None if another timer got it first.
+
+        One transaction: the schedule moves on (only if its next_run is still the one we
+        read), missed slots are recorded, and the run row is inserted in state
+        ``unknown`` until the launch result is known.
+        """
+        values: dict[str, Any] = {
+            "next_run": next_run,
+            "last_run": slot,
+            "run_count": ScheduleRow.run_count + 1,
+            "updated": now,
+        }
+        if next_run is None:
+            values["state"] = "done"
+            values["note"] = end_note
+        async with self.session.begin() as s:
+            result = await s.execute(
+                update(ScheduleRow)
+                .where(
+                    ScheduleRow.id == schedule.id,
+                    ScheduleRow.next_run == schedule.next_run,
+                    ScheduleRow.state == "active",
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            for missed_slot in missed:
+                s.add(self._run(schedule, missed_slot, "missed", now, timer_id,
+                                reason="timer was not running at this time"))
+            run = self._run(schedule, slot, "unknown", now, timer_id, trigger=trigger)
+            s.add(run)
+            try:
+                await s.flush()
+            except IntegrityError:
+                await s.rollback()
+                return None
+        return Claim(schedule=schedule, run=run)
+
+    async def skip_slots(
+        self,
+        schedule: ScheduleRow,
+        slots: Sequence[datetime],
+        status: str,
+        reason: str,
+        now: datetime,
+        next_run: datetime | None,
+        end_note: str | None = None,
+        pause: bool = False,
+        timer_id: str | None = None,
+    ) -> bool:
+        """Record ``slots`` without launching and move the schedule on (conditionally)."""
+        values: dict[str, Any] = {"next_run": next_run, "updated": now}
+        if pause:
+            values.update(state="paused", next_run=None, note=end_note)
+        elif next_run is None:
+            values.update(state="done", note=end_note)
+        async with self.session.begin() as s:
+            result = await s.execute(
+                update(ScheduleRow)
+                .where(
+                    ScheduleRow.id == schedule.id,
+                    ScheduleRow.next_run == schedule.next_run,
+                    ScheduleRow.state == "active",
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            for slot in slots:
+                s.add(self._run(schedule, slot, status, now, timer_id, reason=reason))
+        return True
+
+    @staticmethod
+    def _run(schedule: ScheduleRow, slot: datetime, status: str, now: datetime,
+             timer_id: str | None, trigger: str = "timer", reason: str | None = None) -> RunRow:
+        return RunRow(
+            schedule_id=schedule.id, owner=schedule.owner, slot=slot, attempt=1,
+            trigger=trigger, status=status, fired_at=now if status == "unknown" else None,
+            reason=reason, timer_id=timer_id,
+            finished_at=now if status in ("missed", "skipped") else None,
+        )
+
+    async def record_launch(
+        self, run: RunRow, status: str, now: datetime, fid: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Store the launch result of a claimed run and mirror it on the schedule."""
+        run_values: dict[str, Any] = {"status": status, "fid": fid, "reason": reason,
+                                      "fired_at": now}
+        if status not in ACTIVE_RUN_STATES:
+            run_values["finished_at"] = now
+        async with self.session.begin() as s:
+            await s.execute(update(RunRow).where(RunRow.id == run.id).values(**run_values))
+            await s.execute(
+                update(ScheduleRow)
+                .where(ScheduleRow.id == run.schedule_id)
+                .values(last_fid=fid, last_status=status, updated=now)
+            )
+        for key, value in run_values.items():
+            setattr(run, key, value)
+
+    async def pause(self, schedule_id: str, note: str, now: datetime) -> None:
+        await self.update_schedule(
+            schedule_id, {"state": "paused", "next_run": None, "note": note, "updated": now}
+        )
+
+    async def active_runs(self, limit: int = 200) -> Sequence[RunRow]:
+        query = (
+            select(RunRow).where(RunRow.status.in_(ACTIVE_RUN_STATES)).order_by(RunRow.id)
+            .limit(limit)
+        )
+        async with self.session() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def finish_run(self, run: RunRow, status: str, now: datetime,
+                         reason: str | None = None) -> None:
+        """Record an execution's later status; the schedule mirrors its latest run."""
+        values: dict[str, Any] = {"status": status}
+        if reason is not None:
+            values["reason"] = reason
+        if status not in ACTIVE_RUN_STATES:
+            values["finished_at"] = now
+        async with self.session.begin() as s:
+            await s.execute(update(RunRow).where(RunRow.id == run.id).values(**values))
+            await s.execute(
+                update(ScheduleRow)
+                .where(ScheduleRow.id == run.schedule_id,
+                       or_(ScheduleRow.last_fid == run.fid, ScheduleRow.last_fid.is_(None)))
+                .values(last_status=status)
+            )
+
+    async def runs(self, schedule_id: str, limit: int = 50, offset: int = 0
+                   ) -> tuple[Sequence[RunRow], int]:
+        query = (
+            select(RunRow).where(RunRow.schedule_id == schedule_id)
+            .order_by(RunRow.slot.desc(), RunRow.id.desc()).limit(limit).offset(offset)
+        )
+        count = select(func.count()).select_from(RunRow).where(RunRow.schedule_id == schedule_id)
+        async with self.session() as s:
+            rows = (await s.execute(query)).scalars().all()
+            total = (await s.execute(count)).scalar_one()
+        return rows, total
+
+    async def count_due_between(self, start: datetime, end: datetime) -> int:
+        query = select(func.count()).select_from(ScheduleRow).where(
+            ScheduleRow.next_run > start, ScheduleRow.next_run <= end,
+            ScheduleRow.state == "active")
+        async with self.session() as s:
+            return int((await s.execute(query)).scalar_one())
+
+
+async def open_store(url: str, migrate_schema: bool = True) -> Store:
+    """Open the store at ``url`` and apply pending migrations (idempotent)."""
+    engine = make_engine(url)
+    if migrate_schema:
+        await migrate.upgrade(engine)
+    return Store(engine)

@@ -1,0 +1,110 @@
+"""SQLAlchemy tables of the schedule store.
+
+Every instant is an aware UTC datetime in Python. SQLite has no time zones, so
+:class:`UTCDateTime` stores naive UTC there and re-attaches UTC on the way out;
+PostgreSQL keeps ``timestamptz``.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ScheduleRow(Base):
+    __tablename__ = "schedule"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), nullable=False)
+    system: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    expose_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    flow_url: Mapped[str] = mapped_column(String(1000), nullable=False)
+    title: Mapped[str | None] = mapped_column(String(200))
+    schedule_type: Mapped[str] = mapped_column(String(8), nullable=False)
+    cron_expression: Mapped[str | None] = mapped_column(String(1000))
+    run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    # active | paused | done; only active schedules carry a next_run
+    state: Mapped[str] = mapped_column(String(8), nullable=False, default="active")
+    catchup: Mapped[str] = mapped_column(String(8), nullable=False, default="once")
+    overlap: Mapped[str] = mapped_column(String(8), nullable=False, default="skip")
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_runs: Mapped[int | None] = mapped_column(Integer)
+    run_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_run: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fid: Mapped[str | None] = mapped_column(String(64))
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        Index("ix_schedule_owner", "owner"),
+        # the timer's due query walks this index; paused and done rows have no next_run
+        Index("ix_schedule_next_run", "next_run"),
+    )
+
+
+class RunRow(Base):
+    __tablename__ = "schedule_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    owner: Mapped[str] = mapped_column(String(64), nullable=False)
+    slot: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    trigger: Mapped[str] = mapped_column(String(8), nullable=False, default="timer")
+    # unknown (claimed, launch result not yet known) | launched | running | finished
+    # | error | skipped | missed | rejected | failed
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fid: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timer_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # exactly once per slot: a second claim of the same slot cannot be inserted
+        UniqueConstraint("schedule_id", "slot", "attempt", name="uq_run_slot_attempt"),
+        Index("ix_run_schedule", "schedule_id", "slot"),
+        Index("ix_run_status", "status"),
+    )

@@ -1,0 +1,76 @@
+"""Small builders and fakes for unit tests of our own logic (never a stand-in for kodosumi
+in an integration test)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kodosumi_timer.bridge import LaunchOutcome
+from kodosumi_timer.store.repository import new_id
+from kodosumi_timer.store.tables import ScheduleRow
+
+T0 = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)
+FLOW = "/-/127.0.0.1/8001/quick/-/"
+
+
+def schedule(owner: str = "owner-a", next_run: datetime | None = T0, **over: Any) -> ScheduleRow:
+    values: dict[str, Any] = dict(
+        id=new_id(), owner=owner, system=False, expose_name="Quick", flow_url=FLOW,
+        title=None, schedule_type="once", cron_expression=None, run_at=next_run,
+        timezone="UTC", inputs={"text": "hi"}, state="active", catchup="once",
+        overlap="skip", end_at=None, max_runs=None, run_count=0, next_run=next_run,
+        version=1, created=T0 - timedelta(hours=1), updated=T0 - timedelta(hours=1))
+    values.update(over)
+    return ScheduleRow(**values)
+
+
+class FakeFlows:
+    def __init__(self, *urls: str):
+        self.urls = set(urls or [FLOW])
+
+    async def find(self, flow_url: str):  # type: ignore[no-untyped-def]
+        from kodosumi_timer.schedules import FlowInfo
+
+        return FlowInfo(flow_url, "Quick demo") if flow_url in self.urls else None
+
+
+class Clock:
+    def __init__(self, now: datetime = T0):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class FakeLauncher:
+    """Records launches; answers from a script of outcomes (default: launched)."""
+
+    def __init__(self, *outcomes: LaunchOutcome):
+        self.outcomes = list(outcomes)
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.statuses: dict[str, str] = {}
+
+    async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any]) -> LaunchOutcome:
+        self.calls.append((flow_url, owner, inputs))
+        if self.outcomes:
+            return self.outcomes.pop(0)
+        return LaunchOutcome("launched", fid=f"fid-{len(self.calls)}")
+
+    async def status(self, fid: str, owner: str) -> str | None:
+        return self.statuses.get(fid)
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeRoles:
+    def __init__(self, **states: str):
+        self.states = states
+
+    async def owner_state(self, owner: str) -> str:
+        return self.states.get(owner, "active")
+
+    async def is_operator(self, owner: str) -> bool:
+        return False

@@ -1,0 +1,105 @@
+"""The repository on SQLite and on a real PostgreSQL."""
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from kodosumi_timer.store import RunRow
+from tests.unit.factories import T0, schedule
+
+
+async def test_round_trip_keeps_aware_utc(store):
+    row = await store.add_schedule(schedule(inputs={"n": 1, "nested": {"a": [1, 2]}}))
+    back = await store.get_schedule(row.id)
+    assert back is not None
+    assert back.next_run == T0 and back.next_run.utcoffset() == timedelta(0)
+    assert back.inputs == {"n": 1, "nested": {"a": [1, 2]}}
+
+
+async def test_owner_sees_only_own(store):
+    mine = await store.add_schedule(schedule(owner="a"))
+    await store.add_schedule(schedule(owner="b"))
+    assert await store.get_schedule(mine.id, owner="b") is None
+    rows, total = await store.list_schedules("a")
+    assert [r.id for r in rows] == [mine.id] and total == 1
+    assert await store.delete_schedule(mine.id, owner="b") is False
+    assert await store.delete_schedule(mine.id, owner="a") is True
+    assert await store.get_schedule(mine.id) is None
+
+
+async def test_list_sorted_by_next_run_then_unscheduled(store):
+    late = await store.add_schedule(schedule(next_run=T0 + timedelta(hours=2)))
+    soon = await store.add_schedule(schedule(next_run=T0 + timedelta(hours=1)))
+    done = await store.add_schedule(schedule(next_run=None, state="done"))
+    rows, _ = await store.list_schedules("owner-a")
+    assert [r.id for r in rows] == [soon.id, late.id, done.id]
+
+
+async def test_due_and_earliest(store):
+    assert await store.earliest_next_run() is None
+    a = await store.add_schedule(schedule(next_run=T0))
+    await store.add_schedule(schedule(next_run=T0 + timedelta(minutes=5)))
+    await store.add_schedule(schedule(next_run=T0 - timedelta(minutes=1), state="paused"))
+    assert await store.earliest_next_run() == T0
+    assert [r.id for r in await store.due(T0)] == [a.id]
+
+
+async def test_claim_is_exclusive(store):
+    row = await store.add_schedule(schedule())
+    first = await store.claim(row, T0, T0, None, "ran once")
+    second = await store.claim(row, T0, T0, None, "ran once")
+    assert first is not None and second is None
+    back = await store.get_schedule(row.id)
+    assert back.state == "done" and back.next_run is None and back.run_count == 1
+    runs, total = await store.runs(row.id)
+    assert total == 1 and runs[0].status == "unknown"
+
+
+async def test_concurrent_claims_fire_once(store):
+    rows = [await store.add_schedule(schedule()) for _ in range(20)]
+    # two "timers" race for every slot
+    results = await asyncio.gather(*[
+        store.claim(r, T0, T0, None, "ran once", timer_id=t) for r in rows for t in ("x", "y")])
+    assert sum(1 for c in results if c is not None) == 20
+    async with store.session() as s:
+        runs = (await s.execute(select(RunRow))).scalars().all()
+    assert len(runs) == 20
+
+
+async def test_record_launch_and_finish(store):
+    row = await store.add_schedule(schedule())
+    claim = await store.claim(row, T0, T0, None, "ran once")
+    await store.record_launch(claim.run, "launched", T0, fid="f1")
+    assert [r.fid for r in await store.active_runs()] == ["f1"]
+    await store.finish_run(claim.run, "finished", T0 + timedelta(seconds=3))
+    assert await store.active_runs() == []
+    back = await store.get_schedule(row.id)
+    assert back.last_fid == "f1" and back.last_status == "finished"
+    runs, _ = await store.runs(row.id)
+    assert runs[0].status == "finished" and runs[0].finished_at == T0 + timedelta(seconds=3)
+
+
+async def test_delete_removes_history(store):
+    row = await store.add_schedule(schedule())
+    await store.claim(row, T0, T0, None, "ran once")
+    assert await store.delete_schedule(row.id)
+    assert (await store.runs(row.id))[1] == 0
+
+
+async def test_skip_slots_pauses(store):
+    row = await store.add_schedule(schedule())
+    assert await store.skip_slots(row, [T0], "failed", "owner inactive", T0, None,
+                                  end_note="paused: owner inactive", pause=True)
+    back = await store.get_schedule(row.id)
+    assert back.state == "paused" and back.note == "paused: owner inactive"
+    runs, _ = await store.runs(row.id)
+    assert runs[0].status == "failed" and runs[0].reason == "owner inactive"
+
+
+async def test_migrations_are_idempotent(store_url):
+    from kodosumi_timer.store import open_store
+
+    for _ in range(2):
+        s = await open_store(store_url)
+        await s.close()
