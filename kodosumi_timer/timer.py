@@ -82,6 +82,7 @@ class Timer:
         system_user: str = "timer",
         clock: Callable[[], datetime] = utcnow,
         concurrency: int = 32,
+        backoff: Callable[[int], float] = policy.retry_delay,
         on_stats: Callable[[TimerStats], None] | None = None,
     ):
         self.store = store
@@ -96,13 +97,20 @@ class Timer:
         self.stats = TimerStats()
         self.timer_id = f"{self.stats.host}:{self.stats.pid}"
         self.on_stats = on_stats
+        self.backoff = backoff
         self._stopping = asyncio.Event()
         self._launches: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._seen = 0
+        self.sleeping = False  # observable by tests and status output
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def drain(self) -> None:
+        """Wait for the launches in flight (tests, shutdown)."""
+        while self._launches:
+            await asyncio.gather(*list(self._launches), return_exceptions=True)
 
     # ---- the loop --------------------------------------------------------------
 
@@ -120,8 +128,7 @@ class Timer:
                 await self._sleep(delay)
         finally:
             follower.cancel()
-            if self._launches:
-                await asyncio.gather(*self._launches, return_exceptions=True)
+            await self.drain()
             log.info("timer %s stopped", self.timer_id)
 
     async def _sleep(self, delay: float) -> None:
@@ -131,8 +138,12 @@ class Timer:
         stop = asyncio.ensure_future(self._stopping.wait())
         # a local sleep keeps fire times precise whatever the waker's latency
         local = asyncio.ensure_future(asyncio.sleep(delay))
-        done, pending = await asyncio.wait({wake, stop, local},
-                                           return_when=asyncio.FIRST_COMPLETED)
+        self.sleeping = True
+        try:
+            done, pending = await asyncio.wait({wake, stop, local},
+                                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.sleeping = False
         if wake in done:
             self._seen = max(self._seen, wake.result())
         for task in (stop, local):
@@ -221,7 +232,7 @@ class Timer:
                     outcome = LaunchOutcome("retry", reason=f"launch error: {exc!r}"[:300])
                 if outcome.kind != "retry" or attempt == self.launch_attempts:
                     break
-                await asyncio.sleep(policy.retry_delay(attempt))
+                await asyncio.sleep(self.backoff(attempt))
             status = {"launched": "launched", "rejected": "rejected"}.get(outcome.kind, "failed")
             if status != "launched":
                 self.stats.failures += 1

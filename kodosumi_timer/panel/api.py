@@ -1,7 +1,7 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
@@ -13,7 +13,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from kodosumi_timer.errors import LimitExceeded, NotFound, TimerError
 from kodosumi_timer.models import ErrorBody, ScheduleCreate, ScheduleList, ScheduleResponse
@@ -89,7 +89,7 @@ class ScheduleController(Controller):
                       "as the caller, with the given inputs.",
           responses=INVALID)
     async def create(self, request: Request[Any, Any, Any], state: State,
-                     data: ScheduleCreate) -> ScheduleResponse:
+                     data: JSONBody[ScheduleCreate]) -> ScheduleResponse:
         services = services_from(state)
         owner = caller(request)
         if await services.store.count_schedules(owner) >= services.settings.TIMER_MAX_SCHEDULES:
@@ -104,7 +104,8 @@ class ScheduleController(Controller):
          description="The caller's schedules, soonest next run first.")
     async def list_schedules(
         self, request: Request[Any, Any, Any], state: State,
-        limit: int = Parameter(50, ge=1, le=500), offset: int = Parameter(0, ge=0),
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> ScheduleList:
         services = services_from(state)
         rows, total = await services.store.list_schedules(caller(request), limit, offset)
@@ -114,7 +115,7 @@ class ScheduleController(Controller):
     @get("/{schedule_id:str}", summary="Get a schedule",
          responses=NOT_FOUND)
     async def get_schedule(self, request: Request[Any, Any, Any], state: State,
-                           schedule_id: str) -> ScheduleResponse:
+                           schedule_id: FromPath[str]) -> ScheduleResponse:
         row = await services_from(state).store.get_schedule(schedule_id, caller(request))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")
@@ -124,6 +125,6 @@ class ScheduleController(Controller):
             description="Deletes the schedule and its run history.",
             responses=NOT_FOUND)
     async def delete_schedule(self, request: Request[Any, Any, Any], state: State,
-                              schedule_id: str) -> None:
+                              schedule_id: FromPath[str]) -> None:
         if not await services_from(state).store.delete_schedule(schedule_id, caller(request)):
             raise NotFound(f"schedule {schedule_id} not found")

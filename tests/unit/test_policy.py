@@ -1,0 +1,71 @@
+"""Pure firing decisions with injected instants."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kodosumi_timer.policy import Due, plan, retry_delay
+
+T = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)  # a Monday
+
+
+def test_once_fires_and_ends():
+    p = plan(Due("once", next_run=T), T + timedelta(milliseconds=3))
+    assert p.fire == T and p.missed == [] and p.next_run is None and p.end_note == "ran once"
+
+
+def test_not_due_is_an_error():
+    with pytest.raises(ValueError):
+        plan(Due("once", next_run=T), T - timedelta(seconds=1))
+
+
+def test_cron_on_time_moves_to_next_slot():
+    p = plan(Due("cron", next_run=T, cron_expression="*/5 * * * *"), T)
+    assert p.fire == T and p.next_run == T + timedelta(minutes=5) and not p.missed
+
+
+def test_catchup_once_fires_latest_and_records_missed():
+    due = Due("cron", next_run=T, cron_expression="*/10 * * * *")
+    now = T + timedelta(minutes=35)
+    p = plan(due, now)
+    assert p.fire == T + timedelta(minutes=30)
+    assert p.missed == [T, T + timedelta(minutes=10), T + timedelta(minutes=20)]
+    assert p.next_run == T + timedelta(minutes=40)
+
+
+def test_catchup_skip_fires_nothing_when_late():
+    due = Due("cron", next_run=T, cron_expression="*/10 * * * *", catchup="skip")
+    p = plan(due, T + timedelta(minutes=35))
+    assert p.fire is None and len(p.missed) == 4 and p.next_run == T + timedelta(minutes=40)
+
+
+def test_catchup_skip_still_fires_when_on_time():
+    due = Due("cron", next_run=T, cron_expression="*/10 * * * *", catchup="skip")
+    assert plan(due, T + timedelta(seconds=2)).fire == T
+
+
+def test_max_runs_ends():
+    due = Due("cron", next_run=T, cron_expression="* * * * *", max_runs=3, run_count=2)
+    p = plan(due, T)
+    assert p.fire == T and p.next_run is None and "max_runs" in (p.end_note or "")
+
+
+def test_end_at_ends():
+    due = Due("cron", next_run=T, cron_expression="0 * * * *", end_at=T + timedelta(minutes=30))
+    p = plan(due, T)
+    assert p.fire == T and p.next_run is None and "end_at" in (p.end_note or "")
+
+
+def test_long_outage_is_bounded():
+    due = Due("cron", next_run=T, cron_expression="* * * * *")
+    p = plan(due, T + timedelta(days=30))
+    assert p.fire is not None and len(p.missed) <= 500 and p.missed_more > 0
+
+
+def test_retry_delay_grows_and_is_capped():
+    import random
+
+    rng = random.Random(1)
+    delays = [retry_delay(a, rng=rng) for a in range(1, 8)]
+    assert delays[0] <= 0.5 and delays[2] > delays[0] / 2
+    assert max(delays) <= 8.0

@@ -1,0 +1,162 @@
+"""The timer loop's steps with a real store, an injected clock and fake launch/roles
+(our own interfaces; the real kodosumi path is covered by the integration tests)."""
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kodosumi_timer.bridge import LaunchOutcome
+from kodosumi_timer.timer import LocalWaker, Timer
+from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
+
+
+def make_timer(store, launcher=None, roles=None, clock=None, waker=None, **kw):
+    return Timer(store, launcher or FakeLauncher(), roles or FakeRoles(), waker or LocalWaker(),
+                 clock=clock or Clock(T0), backoff=lambda attempt: 0.0, **kw)
+
+
+async def test_due_once_schedule_fires_as_owner_with_inputs(store):
+    row = await store.add_schedule(schedule(owner="alice", inputs={"text": "hi", "n": 2}))
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    assert await timer.fire_due() == 1
+    await timer.drain()
+    assert launcher.calls == [(row.flow_url, "alice", {"text": "hi", "n": 2})]
+    back = await store.get_schedule(row.id)
+    assert back.state == "done" and back.next_run is None
+    assert back.last_fid == "fid-1" and back.last_status == "launched" and back.last_run == T0
+    runs, _ = await store.runs(row.id)
+    assert [(r.status, r.fid, r.slot) for r in runs] == [("launched", "fid-1", T0)]
+
+
+async def test_not_yet_due_is_left_alone(store):
+    await store.add_schedule(schedule(next_run=T0 + timedelta(seconds=1)))
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    assert await timer.fire_due() == 0
+    assert launcher.calls == []
+    assert await timer.seconds_to_next() == pytest.approx(1.0)
+
+
+async def test_inactive_owner_pauses_with_note(store):
+    row = await store.add_schedule(schedule(owner="bob"))
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher, roles=FakeRoles(bob="inactive"))
+    await timer.fire_due()
+    assert launcher.calls == []
+    back = await store.get_schedule(row.id)
+    assert back.state == "paused" and "owner inactive" in back.note
+    runs, _ = await store.runs(row.id)
+    assert [(r.status, r.reason) for r in runs] == [("failed", "owner inactive")]
+
+
+async def test_missing_owner_is_recorded(store):
+    row = await store.add_schedule(schedule(owner="ghost"))
+    timer = make_timer(store, roles=FakeRoles(ghost="missing"))
+    await timer.fire_due()
+    runs, _ = await store.runs(row.id)
+    assert runs[0].reason == "owner no longer exists"
+
+
+async def test_rejected_inputs_are_not_retried(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(LaunchOutcome("rejected", reason="text: must not be empty"))
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert (runs[0].status, runs[0].reason) == ("rejected", "text: must not be empty")
+
+
+async def test_transient_failure_is_retried(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(LaunchOutcome("retry", reason="panel unreachable"))
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 2
+    assert (await store.runs(row.id))[0][0].status == "launched"
+
+
+async def test_retries_are_bounded_then_failed(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(*[LaunchOutcome("retry", reason="HTTP 502")] * 5)
+    timer = make_timer(store, launcher, launch_attempts=3)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 3
+    run = (await store.runs(row.id))[0][0]
+    assert (run.status, run.reason) == ("failed", "HTTP 502")
+    assert timer.stats.failures == 1
+
+
+async def test_follow_records_final_status(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    clock = Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.statuses["fid-1"] = "running"
+    await timer.follow()
+    assert (await store.runs(row.id))[0][0].status == "running"
+    launcher.statuses["fid-1"] = "error"
+    clock.advance(seconds=20)
+    assert await timer.follow() == 1
+    run = (await store.runs(row.id))[0][0]
+    assert run.status == "error" and run.finished_at == T0 + timedelta(seconds=20)
+    assert (await store.get_schedule(row.id)).last_status == "error"
+
+
+async def test_two_timers_never_double_fire(store):
+    rows = [await store.add_schedule(schedule()) for _ in range(30)]
+    l1, l2 = FakeLauncher(), FakeLauncher()
+    t1, t2 = make_timer(store, l1), make_timer(store, l2)
+    await asyncio.gather(t1.fire_due(), t2.fire_due())
+    await asyncio.gather(t1.drain(), t2.drain())
+    assert len(l1.calls) + len(l2.calls) == len(rows)
+
+
+async def test_cron_schedule_catches_up_once(store):
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="*/10 * * * *",
+                                            run_at=None))
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher, clock=Clock(T0 + timedelta(minutes=25)))
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert sorted((r.slot, r.status) for r in runs) == [
+        (T0, "missed"), (T0 + timedelta(minutes=10), "missed"),
+        (T0 + timedelta(minutes=20), "launched")]
+    back = await store.get_schedule(row.id)
+    assert back.next_run == T0 + timedelta(minutes=30) and back.state == "active"
+
+
+async def test_loop_wakes_up_for_a_new_schedule(store):
+    """A schedule created while the timer sleeps fires at its time, not at the next poll."""
+    waker = LocalWaker()
+    launcher = FakeLauncher()
+    timer = Timer(store, launcher, FakeRoles(), waker, interval=60.0,
+                  backoff=lambda a: 0.0)
+    runner = asyncio.create_task(timer.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not timer.sleeping and time.monotonic() < deadline:  # asleep on an empty store
+            await asyncio.sleep(0.01)
+        assert timer.sleeping
+        due_at = datetime.now(UTC) + timedelta(milliseconds=300)
+        await store.add_schedule(schedule(next_run=due_at))
+        await waker.wake()
+        deadline = time.monotonic() + 10
+        while not launcher.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert launcher.calls, "the woken timer did not fire"
+        assert datetime.now(UTC) >= due_at
+        assert datetime.now(UTC) - due_at < timedelta(seconds=5)
+    finally:
+        timer.stop()
+        await asyncio.wait_for(runner, 10)
