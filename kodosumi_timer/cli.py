@@ -148,6 +148,18 @@ def preview(expression: str, zone: str, after: str | None, count: int, as_json: 
                    f"{t.utc.strftime('%Y-%m-%d %H:%M')} UTC{mark}")
 
 
+@cli.command()
+@click.option("--data-dir", default="./data", show_default=True, help="Where everything is kept.")
+@click.option("--port", default=3370, show_default=True, help="Panel port.")
+def demo(data_dir: str, port: int) -> None:
+    """Start Ray, the demo agents, kodosumi's spooler, the panel and the timer; Ctrl-C stops all."""
+    from pathlib import Path
+
+    from kodosumi_timer.demo import run_demo
+
+    run_demo(Path(data_dir), panel_port=port)
+
+
 @cli.group()
 def db() -> None:
     """The schedule store."""

@@ -1,0 +1,69 @@
+"""One real stack per test session: Ray head on free ports with its own temp dir, the
+demo agents on Serve, kodosumi's spooler, the composed panel and the timer. Torn down
+by pid; the teardown checks that no process it started is left."""
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from kodosumi_timer.devstack import ProcessGroup, RayPorts, free_port, short_temp_dir
+from kodosumi_timer.fullstack import FullStack, start_full_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullStack]:
+    data_dir = tmp_path_factory.mktemp("stack") / "data"
+    group = ProcessGroup(progress=print)
+    temp_dir = short_temp_dir()
+    try:
+        full = start_full_stack(group, data_dir=data_dir, temp_dir=temp_dir,
+                                ports=RayPorts.free(), panel_port=free_port(),
+                                secret=secrets.token_hex(24), progress=print)
+        yield full
+    finally:
+        stopped = group.stop_all()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        alive = [p.pid for p in stopped if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"processes left after teardown: {alive}"
+
+
+class Panel:
+    """A small client of the real panel, logged in as one role."""
+
+    def __init__(self, url: str, token: str, role_id: str, name: str):
+        self.url, self.role_id, self.name = url, role_id, name
+        self.client = httpx.Client(base_url=url, headers={"KODOSUMI_API_KEY": token},
+                                   timeout=30)
+
+    @classmethod
+    def login(cls, url: str, name: str, password: str) -> "Panel":
+        r = httpx.get(f"{url}/login", params={"name": name, "password": password}, timeout=30)
+        r.raise_for_status()
+        body = r.json()
+        return cls(url, body["KODOSUMI_API_KEY"], str(body["id"]), name)
+
+
+@pytest.fixture(scope="session")
+def admin(stack: FullStack) -> Panel:
+    return Panel.login(stack.panel_url, "admin", "admin")
+
+
+@pytest.fixture
+def new_user(stack: FullStack, admin: Panel):
+    """Create kodosumi roles through kodosumi's role API and log them in."""
+    def make(prefix: str = "user") -> Panel:
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        r = admin.client.post("/role/", json={"name": name, "email": f"{name}@example.com",
+                                              "password": "secret-pw"})
+        assert r.status_code in (200, 201), r.text
+        return Panel.login(stack.panel_url, name, "secret-pw")
+    return make
+
+
+def data_dir(stack: FullStack) -> Path:
+    return stack.kodo.data_dir
