@@ -6,6 +6,9 @@ import warnings
 
 import pytest
 
+# the real stack (session-scoped) for integration and browser tests
+pytest_plugins = ["tests.stack_fixtures"]
+
 # kodosumi creates its directories when its settings are first read: keep them in tmp
 _KODO_TMP = tempfile.mkdtemp(prefix="kodo-timer-tests-")
 os.environ.setdefault("KODO_EXEC_DIR", os.path.join(_KODO_TMP, "execution"))

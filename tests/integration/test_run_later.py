@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.conftest import Panel
+from tests.stack_fixtures import Panel
 
 pytestmark = pytest.mark.integration
 

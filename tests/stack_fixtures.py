@@ -16,9 +16,15 @@ from kodosumi_timer.fullstack import FullStack, start_full_stack
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullStack]:
+def stack_group() -> ProcessGroup:
+    """The session stack's processes; tests that restart a part add it here."""
+    return ProcessGroup(progress=print)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_group) -> Iterator[FullStack]:
     data_dir = tmp_path_factory.mktemp("stack") / "data"
-    group = ProcessGroup(progress=print)
+    group = stack_group
     temp_dir = short_temp_dir()
     try:
         full = start_full_stack(group, data_dir=data_dir, temp_dir=temp_dir,
