@@ -43,6 +43,8 @@ class Roles(Protocol):
 
     async def is_operator(self, owner: str) -> bool: ...
 
+    async def close(self) -> None: ...
+
 
 def mint_token(subject: str, ttl_seconds: int) -> str:
     """A kodosumi panel token for ``subject`` (a role id, or the timer user), short-lived.

@@ -28,6 +28,47 @@ class ScheduleCreate(BaseModel):
     max_runs: int | None = Field(None, ge=1)
 
 
+class ScheduleUpdate(BaseModel):
+    """Fields to change; absent fields stay. ``version`` must be the one you read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the schedule's version as last read (409 if stale)")
+    flow_url: str | None = Field(None, min_length=1, max_length=1000)
+    schedule_type: ScheduleType | None = None
+    expose_name: str | None = Field(None, max_length=200)
+    title: str | None = Field(None, max_length=200)
+    run_at: datetime | None = None
+    cron_expression: str | None = Field(None, max_length=1000)
+    timezone: str | None = Field(None, max_length=64)
+    inputs: dict[str, Any] | None = None
+    catchup: Literal["once", "skip"] | None = None
+    overlap: Literal["skip", "allow"] | None = None
+    end_at: datetime | None = None
+    max_runs: int | None = Field(None, ge=1)
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron_expression: str | None = Field(None, max_length=1000)
+    run_at: datetime | None = None
+    timezone: str = Field("UTC", max_length=64)
+    count: int = Field(5, ge=1, le=100)
+
+
+class PreviewTime(BaseModel):
+    utc: datetime
+    local: datetime
+    dst_note: str | None = None
+
+
+class PreviewResponse(BaseModel):
+    description: str
+    timezone: str
+    times: list[PreviewTime]
+
+
 class ScheduleResponse(BaseModel):
     id: str
     owner: str

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from kodosumi_timer import cron
 from kodosumi_timer.errors import InvalidInput
-from kodosumi_timer.models import ScheduleCreate, ScheduleResponse
+from kodosumi_timer.models import ScheduleCreate, ScheduleResponse, ScheduleUpdate
 from kodosumi_timer.store.repository import new_id
 from kodosumi_timer.store.tables import ScheduleRow
 
@@ -114,6 +114,83 @@ def to_response(row: ScheduleRow, notes: list[str] | None = None) -> ScheduleRes
         last_fid=row.last_fid, last_status=row.last_status, note=row.note,
         version=row.version, created=row.created, updated=row.updated, notes=notes or [],
     )
+
+
+TIMING_FIELDS = ("schedule_type", "run_at", "cron_expression", "timezone", "end_at", "max_runs")
+EDITABLE = ("flow_url", "expose_name", "title", "inputs", "catchup", "overlap", *TIMING_FIELDS)
+
+
+async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
+                      flows: Flows) -> tuple[dict[str, object], list[str]]:
+    """The column values a PUT changes, validated like a create.
+
+    Timing is only re-evaluated when a timing field is given; a paused schedule stays
+    paused, a done one that gets new timing becomes active again."""
+    given = data.model_fields_set - {"version"}
+    merged = {
+        "flow_url": row.flow_url, "schedule_type": row.schedule_type,
+        "expose_name": row.expose_name, "title": row.title, "run_at": row.run_at,
+        "cron_expression": row.cron_expression, "timezone": row.timezone,
+        "inputs": row.inputs or {}, "catchup": row.catchup, "overlap": row.overlap,
+        "end_at": row.end_at, "max_runs": row.max_runs,
+    }
+    merged.update({key: getattr(data, key) for key in given})
+    if "schedule_type" in given and data.schedule_type != row.schedule_type:
+        # switching kinds: drop the other kind's timing unless it was given too
+        if data.schedule_type == "cron" and "run_at" not in given:
+            merged["run_at"] = None
+        if data.schedule_type == "once" and "cron_expression" not in given:
+            merged["cron_expression"] = None
+    if merged["schedule_type"] == "once":
+        merged["cron_expression"] = merged["cron_expression"] if "cron_expression" in given \
+            else None
+    try:
+        create = ScheduleCreate.model_validate(merged)
+    except ValueError as exc:
+        raise InvalidInput(str(exc).splitlines()[0]) from exc
+    retime = bool(given & set(TIMING_FIELDS))
+    notes: list[str] = []
+    values: dict[str, object] = {}
+    if "flow_url" in given:
+        flow = await flows.find(canonical_flow_url(create.flow_url))
+        if flow is None:
+            raise InvalidInput(f"flow {create.flow_url} is not registered in the panel",
+                               field="flow_url")
+        values["flow_url"] = flow.url
+    for key in ("expose_name", "title", "inputs", "catchup", "overlap"):
+        if key in given:
+            values[key] = getattr(create, key)
+    if retime:
+        _zone(create.timezone)
+        end_at = _aware(create.end_at, create.timezone, "end_at")
+        first, notes = _first_fire(create, now)
+        if end_at is not None and end_at < first:
+            raise InvalidInput("end_at is before the first fire time", field="end_at")
+        values.update(
+            schedule_type=create.schedule_type, timezone=create.timezone, end_at=end_at,
+            max_runs=create.max_runs,
+            cron_expression=create.cron_expression if create.schedule_type == "cron" else None,
+            run_at=first if create.schedule_type == "once" else None)
+        if row.state == "paused":
+            values["next_run"] = None
+        else:
+            values.update(state="active", next_run=first, note=None)
+    values["updated"] = now
+    return values, notes
+
+
+def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:
+    """Resume from now: the next slot after now, never a burst of missed ones."""
+    if row.schedule_type == "cron" and row.cron_expression:
+        times = cron.next_fire_times(row.cron_expression, row.timezone, now, 1)
+        nxt = times[0] if times else None
+        if nxt is None or (row.end_at is not None and nxt > row.end_at):
+            return {"state": "done", "next_run": None, "note": "no fire time left",
+                    "updated": now}
+    else:
+        # a once schedule resumed after its time runs now
+        nxt = max(row.run_at or now, now)
+    return {"state": "active", "next_run": nxt, "note": None, "updated": now}
 
 
 def utcnow() -> datetime:

@@ -22,6 +22,8 @@ from kodosumi_timer.store.repository import Claim
 
 log = logging.getLogger("kodosumi_timer.timer")
 
+MISSED_REASON = "the timer was not running at this time"
+OVERLAP_REASON = "the previous execution was still running (overlap=skip)"
 # an execution kodosumi still does not know after this long is recorded unknown
 FOLLOW_GIVE_UP = timedelta(minutes=10)
 
@@ -181,6 +183,7 @@ class Timer:
                 handled += 1
             if len(batch) < 100:
                 break
+        handled += await self.fire_manual()
         self._publish()
         return handled
 
@@ -193,32 +196,63 @@ class Timer:
             run_count=schedule.run_count,
         )
         plan = policy.plan(due, now)
+        missed = [(slot, "missed", MISSED_REASON) for slot in plan.missed]
         if not schedule.system:
-            state = await self.roles.owner_state(schedule.owner)
-            if state != "active":
-                reason = "owner inactive" if state == "inactive" else "owner no longer exists"
-                slots = [*plan.missed, *([plan.fire] if plan.fire else [])]
+            reason = await self._owner_problem(schedule.owner)
+            if reason is not None:
+                fired = [(plan.fire, "failed", reason)] if plan.fire else []
                 await self.store.skip_slots(
-                    schedule, slots, "failed", reason, now, None,
+                    schedule, [*missed, *fired], now, None,
                     end_note=f"paused by the timer: {reason}", pause=True,
                     timer_id=self.timer_id)
                 self.stats.failures += 1
                 log.warning("schedule %s not fired: %s", schedule.id, reason)
                 return
         if plan.fire is None:
+            await self.store.skip_slots(schedule, missed, now, plan.next_run,
+                                        end_note=plan.end_note, timer_id=self.timer_id)
+            return
+        if schedule.overlap == "skip" and await self.store.has_active_run(schedule.id):
             await self.store.skip_slots(
-                schedule, plan.missed, "missed", "timer was not running at this time", now,
+                schedule, [*missed, (plan.fire, "skipped", OVERLAP_REASON)], now,
                 plan.next_run, end_note=plan.end_note, timer_id=self.timer_id)
+            log.info("schedule %s slot %s skipped: previous execution still running",
+                     schedule.id, plan.fire)
             return
         claim = await self.store.claim(
             schedule, plan.fire, now, plan.next_run, plan.end_note, missed=plan.missed,
             timer_id=self.timer_id)
         if claim is None:
             return  # another timer claimed this slot first
+        self._start_launch(claim)
+
+    async def _owner_problem(self, owner: str) -> str | None:
+        state = await self.roles.owner_state(owner)
+        if state == "active":
+            return None
+        return "owner inactive" if state == "inactive" else "owner no longer exists"
+
+    def _start_launch(self, claim: Claim) -> None:
         self.stats.fires += 1
         task = asyncio.create_task(self._launch(claim))
         self._launches.add(task)
         task.add_done_callback(self._launches.discard)
+
+    async def fire_manual(self) -> int:
+        """Launch the "run now" requests queued by the panel."""
+        handled = 0
+        for run in await self.store.queued_runs():
+            schedule = await self.store.get_schedule(run.schedule_id)
+            now = self.clock()
+            if schedule is None or not await self.store.claim_queued(run, now, self.timer_id):
+                continue
+            handled += 1
+            reason = None if schedule.system else await self._owner_problem(schedule.owner)
+            if reason is not None:
+                await self.store.record_launch(run, "failed", now, reason=reason)
+                continue
+            self._start_launch(Claim(schedule=schedule, run=run))
+        return handled
 
     async def _launch(self, claim: Claim) -> None:
         schedule = claim.schedule

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import (
     ClientException,
@@ -15,10 +15,37 @@ from litestar.exceptions import (
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from kodosumi_timer.errors import LimitExceeded, NotFound, TimerError
-from kodosumi_timer.models import ErrorBody, ScheduleCreate, ScheduleList, ScheduleResponse
-from kodosumi_timer.panel.services import services_from
-from kodosumi_timer.schedules import build_schedule, to_response
+from kodosumi_timer import cron
+from kodosumi_timer.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    TimerError,
+)
+from kodosumi_timer.models import (
+    ErrorBody,
+    PreviewRequest,
+    PreviewResponse,
+    PreviewTime,
+    RunList,
+    RunResponse,
+    ScheduleCreate,
+    ScheduleList,
+    ScheduleResponse,
+    ScheduleUpdate,
+)
+from kodosumi_timer.panel.services import PanelServices, services_from
+from kodosumi_timer.schedules import (
+    build_schedule,
+    canonical_flow_url,
+    plan_update,
+    resume_values,
+    to_response,
+)
+from kodosumi_timer.store import RunRow, ScheduleRow
+from kodosumi_timer.store.repository import ScheduleFilter
 
 
 def _spec(description: str) -> ResponseSpec:
@@ -27,6 +54,9 @@ def _spec(description: str) -> ResponseSpec:
 
 NOT_FOUND = {404: _spec("no such schedule of yours")}
 INVALID = {422: _spec("invalid input; `field` names the culprit")}
+EDIT = {**NOT_FOUND, **INVALID, 409: _spec("changed meanwhile (stale `version`) or not editable")}
+ACT = {**NOT_FOUND, 403: _spec("system schedules: operators only"),
+       409: _spec("not possible in the schedule's state")}
 
 
 def caller(request: Request[Any, Any, Any]) -> str:
@@ -100,31 +130,189 @@ class ScheduleController(Controller):
         services.wake()
         return to_response(row, notes)
 
-    @get("/", summary="List your schedules",
-         description="The caller's schedules, soonest next run first.")
+    @get("/", summary="List schedules",
+         description="The caller's schedules, soonest next run first. Operators see "
+                     "everyone's with `all=true`; `system=true` lists the system schedules "
+                     "every user can see.")
     async def list_schedules(
         self, request: Request[Any, Any, Any], state: State,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        enabled: bool | None = None,
+        schedule_type: Annotated[str | None, QueryParameter(query="type")] = None,
+        flow_url: str | None = None,
+        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        all_users: Annotated[bool, QueryParameter(query="all")] = False,
+        system: bool | None = None,
     ) -> ScheduleList:
         services = services_from(state)
-        rows, total = await services.store.list_schedules(caller(request), limit, offset)
+        me = caller(request)
+        if schedule_type is not None and schedule_type not in ("once", "cron"):
+            raise InvalidInput("type must be once or cron", field="type")
+        owner: str | None = me
+        if system:
+            owner = None  # everyone sees the system schedules
+        elif all_users:
+            if not await services.roles.is_operator(me):
+                raise Forbidden("only operators may list everyone's schedules", field="all")
+            owner = None
+        filters = ScheduleFilter(
+            enabled=enabled, schedule_type=schedule_type,
+            flow_url=canonical_flow_url(flow_url) if flow_url else None, text=q,
+            system=True if system else (False if system is False else None))
+        rows, total = await services.store.list_schedules(owner, limit, offset, filters)
         return ScheduleList(items=[to_response(r) for r in rows], total=total,
                             limit=limit, offset=offset)
 
-    @get("/{schedule_id:str}", summary="Get a schedule",
-         responses=NOT_FOUND)
+    @post("/preview", summary="Preview a rule", status_code=200,
+          description="The rule in words and its next fire times, with DST shifts marked.",
+          responses=INVALID)
+    async def preview(self, state: State, data: JSONBody[PreviewRequest]) -> PreviewResponse:
+        services = services_from(state)
+        now = services.clock()
+        try:
+            cron.parse_zone(data.timezone)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="timezone") from exc
+        if data.cron_expression and data.run_at is None:
+            try:
+                text = cron.describe(data.cron_expression)
+                times = cron.preview(data.cron_expression, data.timezone, now, data.count)
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field="cron_expression") from exc
+            return PreviewResponse(description=text, timezone=data.timezone, times=[
+                PreviewTime(utc=t.utc, local=t.local, dst_note=t.dst_note) for t in times])
+        if data.run_at is not None and not data.cron_expression:
+            instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
+            local = instant.astimezone(cron.parse_zone(data.timezone))
+            return PreviewResponse(
+                description=f"Once, at {local.strftime('%Y-%m-%d %H:%M %Z')}",
+                timezone=data.timezone,
+                times=[PreviewTime(utc=instant, local=local, dst_note=note)])
+        raise InvalidInput("give either cron_expression or run_at", field="cron_expression")
+
+    @get("/{schedule_id:str}", summary="Get a schedule", responses=NOT_FOUND)
     async def get_schedule(self, request: Request[Any, Any, Any], state: State,
                            schedule_id: FromPath[str]) -> ScheduleResponse:
-        row = await services_from(state).store.get_schedule(schedule_id, caller(request))
-        if row is None:
-            raise NotFound(f"schedule {schedule_id} not found")
-        return to_response(row)
+        return to_response(await _visible(services_from(state), request, schedule_id))
+
+    @put("/{schedule_id:str}", summary="Update a schedule", responses=EDIT,
+         description="Change any field; send the `version` you read (409 if it is stale).")
+    async def update_schedule(self, request: Request[Any, Any, Any], state: State,
+                              schedule_id: FromPath[str],
+                              data: JSONBody[ScheduleUpdate]) -> ScheduleResponse:
+        services = services_from(state)
+        row = await _visible(services, request, schedule_id)
+        _not_system(row, "edited")
+        values, notes = await plan_update(row, data, services.clock(), services.flows)
+        updated = await services.store.update_versioned(row.id, None, data.version, values)
+        if updated is None:
+            raise Conflict(f"schedule {row.id} was changed meanwhile (version is now "
+                           f"{(await _visible(services, request, schedule_id)).version}); "
+                           "reload and try again", field="version")
+        services.wake()
+        return to_response(updated, notes)
 
     @delete("/{schedule_id:str}", summary="Delete a schedule", status_code=204,
-            description="Deletes the schedule and its run history.",
-            responses=NOT_FOUND)
+            description="Deletes the schedule and its run history.", responses=NOT_FOUND)
     async def delete_schedule(self, request: Request[Any, Any, Any], state: State,
                               schedule_id: FromPath[str]) -> None:
-        if not await services_from(state).store.delete_schedule(schedule_id, caller(request)):
+        services = services_from(state)
+        row = await _visible(services, request, schedule_id)
+        _not_system(row, "deleted")
+        if not await services.store.delete_schedule(row.id):
             raise NotFound(f"schedule {schedule_id} not found")
+
+    @post("/{schedule_id:str}/pause", summary="Pause a schedule", status_code=200,
+          responses=ACT)
+    async def pause(self, request: Request[Any, Any, Any], state: State,
+                    schedule_id: FromPath[str]) -> ScheduleResponse:
+        services = services_from(state)
+        row = await _actionable(services, request, schedule_id)
+        if row.state != "active":
+            raise Conflict(f"schedule {row.id} is {row.state}, not active", field=None)
+        values = {"state": "paused", "next_run": None, "note": None,
+                  "updated": services.clock()}
+        return to_response(await _apply(services, row, values))
+
+    @post("/{schedule_id:str}/resume", summary="Resume a schedule", status_code=200,
+          description="Active again from now: the next slot after now, no burst of missed "
+                      "ones.", responses=ACT)
+    async def resume(self, request: Request[Any, Any, Any], state: State,
+                     schedule_id: FromPath[str]) -> ScheduleResponse:
+        services = services_from(state)
+        row = await _actionable(services, request, schedule_id)
+        if row.state == "active":
+            raise Conflict(f"schedule {row.id} is already active")
+        if row.state == "done" and row.schedule_type == "once":
+            raise Conflict(f"schedule {row.id} has run; give it a new run_at with PUT")
+        updated = await _apply(services, row, resume_values(row, services.clock()))
+        services.wake()
+        return to_response(updated)
+
+    @post("/{schedule_id:str}/trigger", summary="Run a schedule now", status_code=202,
+          description="Launch now with the schedule's inputs, without moving `next_run`. "
+                      "Respects `overlap` unless `force=true`.", responses=ACT)
+    async def trigger(self, request: Request[Any, Any, Any], state: State,
+                      schedule_id: FromPath[str], force: bool = False) -> RunResponse:
+        services = services_from(state)
+        row = await _actionable(services, request, schedule_id)
+        if not force and row.overlap == "skip" and await services.store.has_active_run(row.id):
+            raise Conflict(f"schedule {row.id} still has an execution running "
+                           "(overlap=skip); use force=true to run anyway", field="force")
+        run = await services.store.queue_manual_run(row, services.clock())
+        services.wake()
+        return run_response(run)
+
+    @get("/{schedule_id:str}/runs", summary="Run history of a schedule", responses=NOT_FOUND)
+    async def runs(self, request: Request[Any, Any, Any], state: State,
+                   schedule_id: FromPath[str],
+                   limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+                   offset: Annotated[int, QueryParameter(ge=0)] = 0) -> RunList:
+        services = services_from(state)
+        row = await _visible(services, request, schedule_id)
+        rows, total = await services.store.runs(row.id, limit, offset)
+        return RunList(items=[run_response(r) for r in rows], total=total, limit=limit,
+                       offset=offset)
+
+
+def run_response(run: RunRow) -> RunResponse:
+    return RunResponse(id=run.id, schedule_id=run.schedule_id, slot=run.slot,
+                       attempt=run.attempt, trigger=run.trigger, status=run.status,
+                       fired_at=run.fired_at, fid=run.fid, reason=run.reason,
+                       finished_at=run.finished_at)
+
+
+async def _visible(services: PanelServices, request: Request[Any, Any, Any],
+                   schedule_id: str) -> ScheduleRow:
+    """The schedule if the caller may see it: owner, operator, or a system schedule.
+    Anything else is 404, so nobody learns that another user's schedule exists."""
+    row = await services.store.get_schedule(schedule_id)
+    me = caller(request)
+    if row is not None and (row.owner == me or row.system
+                            or await services.roles.is_operator(me)):
+        return row
+    raise NotFound(f"schedule {schedule_id} not found")
+
+
+async def _actionable(services: PanelServices, request: Request[Any, Any, Any],
+                      schedule_id: str) -> ScheduleRow:
+    row = await _visible(services, request, schedule_id)
+    if row.system and not await services.roles.is_operator(caller(request)):
+        raise Forbidden("system schedules can be paused, resumed and triggered by operators "
+                        "only")
+    return row
+
+
+def _not_system(row: ScheduleRow, verb: str) -> None:
+    if row.system:
+        raise Conflict(f"system schedule {row.id} comes from the schedules file; it is "
+                       f"{verb} there, not through the API")
+
+
+async def _apply(services: PanelServices, row: ScheduleRow,
+                 values: dict[str, Any]) -> ScheduleRow:
+    updated = await services.store.update_versioned(row.id, None, row.version, values)
+    if updated is None:
+        raise Conflict(f"schedule {row.id} was changed meanwhile; try again")
+    return updated

@@ -13,6 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 
+from kodosumi_timer.bridge import RoleTable
 from kodosumi_timer.config import TimerSettings, get_settings
 from kodosumi_timer.lock import wake_timer
 from kodosumi_timer.panel.api import EXCEPTION_HANDLERS, ScheduleController
@@ -36,8 +37,10 @@ def _services_hook(settings: TimerSettings, flows: Callable[[State], Flows],
                    wake: Callable[[], None], clock: Callable[[], datetime]) -> Any:
     async def open_services(app: Litestar) -> None:
         store = await open_store(settings.TIMER_DATABASE)
+        roles = RoleTable(app.state["settings"].ADMIN_DATABASE)
         app.state[STATE_KEY] = PanelServices(
-            store=store, flows=flows(app.state), wake=wake, clock=clock, settings=settings)
+            store=store, flows=flows(app.state), wake=wake, clock=clock, settings=settings,
+            roles=roles)
 
     return open_services
 
@@ -46,6 +49,7 @@ async def _close_services(app: Litestar) -> None:
     services = app.state.get(STATE_KEY)
     if services is not None:
         await services.store.close()
+        await services.roles.close()
 
 
 async def _leave_cluster(app: Litestar) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar.datastructures import State
 
+from kodosumi_timer.bridge import Roles
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.schedules import FlowInfo, Flows
 from kodosumi_timer.store import Store
@@ -21,6 +22,7 @@ class PanelServices:
     wake: Callable[[], None]
     clock: Callable[[], datetime]
     settings: TimerSettings
+    roles: Roles
 
 
 class RegisteredFlows:

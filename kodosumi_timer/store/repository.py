@@ -29,6 +29,38 @@ def new_id() -> str:
 
 
 @dataclass(frozen=True)
+class ScheduleFilter:
+    """Filters of the schedule listing; None means "any"."""
+
+    enabled: bool | None = None
+    state: str | None = None
+    schedule_type: str | None = None
+    flow_url: str | None = None
+    text: str | None = None
+    system: bool | None = None
+
+    def conditions(self) -> list[Any]:
+        out: list[Any] = []
+        if self.enabled is not None:
+            out.append((ScheduleRow.state == "active") if self.enabled
+                       else (ScheduleRow.state != "active"))
+        if self.state is not None:
+            out.append(ScheduleRow.state == self.state)
+        if self.schedule_type is not None:
+            out.append(ScheduleRow.schedule_type == self.schedule_type)
+        if self.flow_url is not None:
+            out.append(ScheduleRow.flow_url == self.flow_url)
+        if self.system is not None:
+            out.append(ScheduleRow.system.is_(self.system))
+        if self.text:
+            pattern = f"%{self.text.lower()}%"
+            out.append(or_(func.lower(ScheduleRow.title).like(pattern),
+                           func.lower(ScheduleRow.expose_name).like(pattern),
+                           func.lower(ScheduleRow.flow_url).like(pattern)))
+        return out
+
+
+@dataclass(frozen=True)
 class Claim:
     schedule: ScheduleRow
     run: RunRow
@@ -71,13 +103,17 @@ class Store:
             return (await s.execute(query)).scalar_one_or_none()
 
     async def list_schedules(
-        self, owner: str | None, limit: int = 50, offset: int = 0
+        self, owner: str | None, limit: int = 50, offset: int = 0,
+        filters: "ScheduleFilter | None" = None,
     ) -> tuple[Sequence[ScheduleRow], int]:
-        query = select(ScheduleRow)
-        count = select(func.count()).select_from(ScheduleRow)
+        """Schedules of ``owner`` (None: everyone's), soonest next run first, filtered."""
+        conditions: list[Any] = []
         if owner is not None:
-            query = query.where(ScheduleRow.owner == owner)
-            count = count.where(ScheduleRow.owner == owner)
+            conditions.append(ScheduleRow.owner == owner)
+        if filters is not None:
+            conditions.extend(filters.conditions())
+        query = select(ScheduleRow).where(*conditions)
+        count = select(func.count()).select_from(ScheduleRow).where(*conditions)
         # soonest first; schedules without a next run (paused, done) last
         query = query.order_by(
             ScheduleRow.next_run.is_(None), ScheduleRow.next_run, ScheduleRow.created
@@ -86,6 +122,23 @@ class Store:
             rows = (await s.execute(query)).scalars().all()
             total = (await s.execute(count)).scalar_one()
         return rows, total
+
+    async def update_versioned(self, schedule_id: str, owner: str | None, version: int,
+                               values: dict[str, Any]) -> ScheduleRow | None:
+        """Apply ``values`` if the row still has ``version``; bumps the version.
+
+        Returns the updated row, or None when the row is missing, not the owner's, or
+        was changed meanwhile (the caller tells these apart with get_schedule)."""
+        conditions = [ScheduleRow.id == schedule_id, ScheduleRow.version == version]
+        if owner is not None:
+            conditions.append(ScheduleRow.owner == owner)
+        async with self.session.begin() as s:
+            result = await s.execute(
+                update(ScheduleRow).where(*conditions)
+                .values(**values, version=ScheduleRow.version + 1))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+        return await self.get_schedule(schedule_id)
 
     async def count_schedules(self, owner: str) -> int:
         query = select(func.count()).select_from(ScheduleRow).where(ScheduleRow.owner == owner)
@@ -186,21 +239,22 @@ class Store:
     async def skip_slots(
         self,
         schedule: ScheduleRow,
-        slots: Sequence[datetime],
-        status: str,
-        reason: str,
+        records: Sequence[tuple[datetime, str, str]],
         now: datetime,
         next_run: datetime | None,
         end_note: str | None = None,
         pause: bool = False,
         timer_id: str | None = None,
     ) -> bool:
-        """Record ``slots`` without launching and move the schedule on (conditionally)."""
+        """Record slots as (slot, status, reason) without launching, and move the
+        schedule on (only if nobody else did)."""
         values: dict[str, Any] = {"next_run": next_run, "updated": now}
         if pause:
             values.update(state="paused", next_run=None, note=end_note)
         elif next_run is None:
             values.update(state="done", note=end_note)
+        if records:
+            values["last_status"] = records[-1][1]
         async with self.session.begin() as s:
             result = await s.execute(
                 update(ScheduleRow)
@@ -213,7 +267,7 @@ class Store:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            for slot in slots:
+            for slot, status, reason in records:
                 s.add(self._run(schedule, slot, status, now, timer_id, reason=reason))
         return True
 
@@ -224,7 +278,7 @@ class Store:
             schedule_id=schedule.id, owner=schedule.owner, slot=slot, attempt=1,
             trigger=trigger, status=status, fired_at=now if status == "unknown" else None,
             reason=reason, timer_id=timer_id,
-            finished_at=now if status in ("missed", "skipped") else None,
+            finished_at=now if status in ("missed", "skipped", "failed") else None,
         )
 
     async def record_launch(
@@ -250,6 +304,43 @@ class Store:
         await self.update_schedule(
             schedule_id, {"state": "paused", "next_run": None, "note": note, "updated": now}
         )
+
+    async def has_active_run(self, schedule_id: str) -> bool:
+        """True while an execution launched for this schedule has not ended."""
+        query = select(RunRow.id).where(
+            RunRow.schedule_id == schedule_id,
+            RunRow.status.in_((*ACTIVE_RUN_STATES, "queued"))).limit(1)
+        async with self.session() as s:
+            return (await s.execute(query)).first() is not None
+
+    async def queue_manual_run(self, schedule: ScheduleRow, now: datetime) -> RunRow:
+        """A "run now" request; the timer claims and launches it."""
+        run = RunRow(schedule_id=schedule.id, owner=schedule.owner, slot=now, attempt=1,
+                     trigger="manual", status="queued")
+        async with self.session.begin() as s:
+            s.add(run)
+        return run
+
+    async def queued_runs(self, limit: int = 100) -> Sequence[RunRow]:
+        query = select(RunRow).where(RunRow.status == "queued").order_by(RunRow.id).limit(limit)
+        async with self.session() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def claim_queued(self, run: RunRow, now: datetime, timer_id: str | None,
+                           count_run: bool = True) -> bool:
+        """Take a queued manual run for launching (exactly one timer wins)."""
+        async with self.session.begin() as s:
+            result = await s.execute(
+                update(RunRow).where(RunRow.id == run.id, RunRow.status == "queued")
+                .values(status="unknown", fired_at=now, timer_id=timer_id))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if count_run:
+                await s.execute(
+                    update(ScheduleRow).where(ScheduleRow.id == run.schedule_id)
+                    .values(last_run=now, run_count=ScheduleRow.run_count + 1, updated=now))
+        run.status, run.fired_at, run.timer_id = "unknown", now, timer_id
+        return True
 
     async def active_runs(self, limit: int = 200) -> Sequence[RunRow]:
         query = (

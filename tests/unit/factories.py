@@ -66,11 +66,15 @@ class FakeLauncher:
 
 
 class FakeRoles:
-    def __init__(self, **states: str):
+    def __init__(self, operators: tuple[str, ...] = (), **states: str):
         self.states = states
+        self.operators = set(operators)
 
     async def owner_state(self, owner: str) -> str:
         return self.states.get(owner, "active")
 
     async def is_operator(self, owner: str) -> bool:
-        return False
+        return owner in self.operators
+
+    async def close(self) -> None:
+        pass

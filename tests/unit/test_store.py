@@ -89,7 +89,7 @@ async def test_delete_removes_history(store):
 
 async def test_skip_slots_pauses(store):
     row = await store.add_schedule(schedule())
-    assert await store.skip_slots(row, [T0], "failed", "owner inactive", T0, None,
+    assert await store.skip_slots(row, [(T0, "failed", "owner inactive")], T0, None,
                                   end_note="paused: owner inactive", pause=True)
     back = await store.get_schedule(row.id)
     assert back.state == "paused" and back.note == "paused: owner inactive"
@@ -103,3 +103,39 @@ async def test_migrations_are_idempotent(store_url):
     for _ in range(2):
         s = await open_store(store_url)
         await s.close()
+
+
+async def test_versioned_update(store):
+    row = await store.add_schedule(schedule())
+    updated = await store.update_versioned(row.id, None, 1, {"title": "new"})
+    assert updated.title == "new" and updated.version == 2
+    assert await store.update_versioned(row.id, None, 1, {"title": "stale"}) is None
+    assert (await store.get_schedule(row.id)).title == "new"
+
+
+async def test_manual_runs_are_claimed_once(store):
+    row = await store.add_schedule(schedule())
+    run = await store.queue_manual_run(row, T0)
+    assert await store.has_active_run(row.id)
+    assert [r.id for r in await store.queued_runs()] == [run.id]
+    assert await store.claim_queued(run, T0, "a") is True
+    assert await store.claim_queued(run, T0, "b") is False
+    assert await store.queued_runs() == []
+    assert (await store.get_schedule(row.id)).run_count == 1
+
+
+async def test_filters(store):
+    from kodosumi_timer.store.repository import ScheduleFilter
+
+    a = await store.add_schedule(schedule(title="Daily report"))
+    b = await store.add_schedule(schedule(title="Cleanup", state="paused", next_run=None,
+                                          schedule_type="cron", cron_expression="0 * * * *"))
+    async def ids(**kw):
+        rows, total = await store.list_schedules("owner-a", filters=ScheduleFilter(**kw))
+        assert total == len(rows)
+        return {r.id for r in rows}
+    assert await ids(enabled=True) == {a.id}
+    assert await ids(enabled=False) == {b.id}
+    assert await ids(schedule_type="cron") == {b.id}
+    assert await ids(text="REPORT") == {a.id}
+    assert await ids(system=False) == {a.id, b.id}

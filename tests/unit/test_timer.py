@@ -160,3 +160,68 @@ async def test_loop_wakes_up_for_a_new_schedule(store):
     finally:
         timer.stop()
         await asyncio.wait_for(runner, 10)
+
+
+async def test_overlap_skip_records_skipped_while_previous_runs(store):
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            run_at=None))
+    launcher = FakeLauncher()
+    clock = Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    clock.advance(minutes=1)  # the first execution is still "launched"
+    await timer.fire_due()
+    assert len(launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert [(r.slot, r.status) for r in runs] == [
+        (T0 + timedelta(minutes=1), "skipped"), (T0, "launched")]
+    assert "still running" in runs[0].reason
+    # once it ended, the next slot fires again
+    launcher.statuses["fid-1"] = "finished"
+    await timer.follow()
+    clock.advance(minutes=1)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 2
+
+
+async def test_overlap_allow_launches_anyway(store):
+    await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                      run_at=None, overlap="allow"))
+    launcher = FakeLauncher()
+    clock = Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    for _ in range(3):
+        await timer.fire_due()
+        await timer.drain()
+        clock.advance(minutes=1)
+    assert len(launcher.calls) == 3
+
+
+async def test_manual_trigger_is_launched_once_without_moving_next_run(store):
+    row = await store.add_schedule(schedule(next_run=T0 + timedelta(days=1)))
+    await store.queue_manual_run(row, T0)
+    l1, l2 = FakeLauncher(), FakeLauncher()
+    t1, t2 = make_timer(store, l1), make_timer(store, l2)
+    await asyncio.gather(t1.fire_due(), t2.fire_due())
+    await asyncio.gather(t1.drain(), t2.drain())
+    assert len(l1.calls) + len(l2.calls) == 1
+    back = await store.get_schedule(row.id)
+    assert back.next_run == T0 + timedelta(days=1) and back.state == "active"
+    runs, _ = await store.runs(row.id)
+    assert [(r.trigger, r.status) for r in runs] == [("manual", "launched")]
+
+
+async def test_end_at_and_max_runs_end_the_schedule(store):
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            run_at=None, max_runs=2, overlap="allow"))
+    clock = Clock(T0)
+    timer = make_timer(store, clock=clock)
+    for _ in range(2):
+        await timer.fire_due()
+        await timer.drain()
+        clock.advance(minutes=1)
+    back = await store.get_schedule(row.id)
+    assert back.state == "done" and back.next_run is None and "max_runs" in back.note
+    assert back.run_count == 2
