@@ -22,19 +22,19 @@ $(VENV)/.created:
 	  exit 1; fi
 	@echo "== creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
 	@$(PYTHON) -m venv $(VENV)
-	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	@echo "== installing kodosumi-timer (this pulls kodosumi and Ray; a few minutes the first time)"
-	@$(PIP) install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import kodosumi_timer, kodosumi" || { echo "install failed" >&2; exit 1; }
+	@$(PIP) install -q -e . >> $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
+	@$(PY) -c "import kodosumi_timer, kodosumi" || { echo "install failed, see $(VENV)/install.log" >&2; exit 1; }
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	@echo "== installing test extras"
-	@$(PIP) install -q -e '.[test,bench]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import pytest, playwright, hypothesis" || { echo "install failed" >&2; exit 1; }
+	@$(PIP) install -q -e '.[test,bench]' >> $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
+	@$(PY) -c "import pytest, playwright, hypothesis" || { echo "install failed, see $(VENV)/install.log" >&2; exit 1; }
 	@touch $@
 
 install: $(VENV)/.installed
@@ -45,7 +45,7 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
-	@/usr/bin/chromium --version
+	@/usr/bin/chromium --version 2>/dev/null
 
 demo: $(VENV)/.installed
 	@$(VENV)/bin/koco-timer demo
@@ -53,7 +53,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test chromium
 	@echo "== lint"
 	@$(VENV)/bin/ruff check kodosumi_timer tests bench examples
-	@$(VENV)/bin/mypy kodosumi_timer/cron.py kodosumi_timer/policy.py
+	@$(VENV)/bin/mypy kodosumi_timer/cron.py kodosumi_timer/cronfields.py kodosumi_timer/policy.py
 	@echo "== tests"
 	@$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 

@@ -46,18 +46,20 @@ class Roles(Protocol):
     async def close(self) -> None: ...
 
 
-def mint_token(subject: str, ttl_seconds: int) -> str:
+TOKEN_ALGORITHM = "HS256"  # kodosumi.const.ALGORITHM
+
+
+def mint_token(subject: str, ttl_seconds: int, secret: str) -> str:
     """A kodosumi panel token for ``subject`` (a role id, or the timer user), short-lived.
 
-    kodosumi reads its secret when ``kodosumi.const`` is imported, from
-    ``KODO_SECRET_KEY``; the timer must share it with the panel.
+    Signed like kodosumi's own (``kodosumi.service.jwt``) with ``KODO_SECRET_KEY``, which
+    the timer must share with the panel. Never stored, never logged.
     """
     from jose import jwt
-    from kodosumi.const import ALGORITHM, JWT_SECRET
 
     issued = time.time()
     claims = {"exp": issued + ttl_seconds, "iat": issued, "sub": subject}
-    return jwt.encode(claims, JWT_SECRET, algorithm=ALGORITHM)
+    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
 
 
 def flow_path(flow_url: str) -> str:
@@ -79,8 +81,9 @@ class PanelLauncher:
 
     HEADER = "KODOSUMI_API_KEY"
 
-    def __init__(self, panel_url: str, token_ttl: int = 900, timeout: float = 30.0,
-                 client: httpx.AsyncClient | None = None):
+    def __init__(self, panel_url: str, secret: str, token_ttl: int = 900,
+                 timeout: float = 30.0, client: httpx.AsyncClient | None = None):
+        self.secret = secret
         self.token_ttl = token_ttl
         self.client = client or httpx.AsyncClient(
             base_url=panel_url.rstrip("/"), timeout=timeout,
@@ -88,7 +91,8 @@ class PanelLauncher:
         )
 
     def _headers(self, owner: str) -> dict[str, str]:
-        return {self.HEADER: mint_token(owner, self.token_ttl), "Accept": "application/json"}
+        token = mint_token(owner, self.token_ttl, self.secret)
+        return {self.HEADER: token, "Accept": "application/json"}
 
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any]) -> LaunchOutcome:
         try:

@@ -40,9 +40,11 @@ def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None) 
 
 @cli.command()
 @click.option("--block", is_flag=True, help="Run in the foreground.")
+@click.option("--actor", is_flag=True,
+              help="Run inside the Ray cluster as a detached actor that Ray restarts.")
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
 @click.option("--panel", default=None, help="Panel URL to launch through (KODO_TIMER_PANEL_URL).")
-def start(block: bool, ray_server: str | None, panel: str | None) -> None:
+def start(block: bool, actor: bool, ray_server: str | None, panel: str | None) -> None:
     """Start the timer (one per Ray cluster)."""
     from kodosumi_timer import daemon
 
@@ -63,6 +65,14 @@ def start(block: bool, ray_server: str | None, panel: str | None) -> None:
     if meta is not None:
         raise click.ClickException(
             f"a timer is already running on this cluster (pid={meta['pid']} on {meta['host']})")
+    if actor:
+        try:
+            meta = daemon.start_actor(settings)
+        except daemon.AlreadyRunning as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"timer started as a Ray actor (pid={meta['pid']} on {meta['host']}); "
+                   f"Ray restarts it if it dies; log: {meta.get('log', settings.TIMER_LOG_FILE)}")
+        return
     argv = ["start"] + sum(([f"--{k}", v] for k, v in
                             (("ray-server", ray_server), ("panel", panel)) if v), [])
     pid = daemon.start_background(argv)
@@ -111,7 +121,8 @@ def status(ray_server: str | None) -> None:
             await store.close()
 
     uptime = int(time.time() - meta["started"])
-    click.echo(f"timer: running (pid={meta['pid']} on {meta['host']}), up {uptime}s")
+    mode = "in the cluster as a Ray actor" if meta.get("mode") == "actor" else "as a process"
+    click.echo(f"timer: running {mode} (pid={meta['pid']} on {meta['host']}), up {uptime}s")
     click.echo(f"store: {meta['database']}")
     click.echo(f"fires since start: {meta['fires']}, failures: {meta['failures']}")
     click.echo(f"schedules due in the next hour: {asyncio.run(due_next_hour())}")

@@ -32,7 +32,9 @@ class TimerSettings(BaseSettings):
     # most schedules one user may own
     TIMER_MAX_SCHEDULES: int = Field(1000, ge=1)
 
-    # kodosumi's own settings the timer needs (same names as kodosumi's)
+    # kodosumi's own settings the timer needs (same names as kodosumi's); the secret
+    # signs the owner tokens and must be the panel's
+    SECRET_KEY: str = "top secret -- change this in production"
     ADMIN_DATABASE: str = "sqlite+aiosqlite:///./data/admin.db"
     RAY_SERVER: str = "localhost:6379"
     APP_SERVER: str = "http://localhost:3370"

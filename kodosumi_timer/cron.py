@@ -314,18 +314,17 @@ def _hhmm(moment: datetime) -> str:
 
 
 def _gap_note(spec: CronSpec, zone: ZoneInfo, at: int, wall: int) -> str:
+    """Which matching wall times the gap ending at instant ``at`` swallowed, from ``wall``."""
     gap_end = at + _offset_at(zone, at)
     skipped: list[int] = []
-    while wall is not None and wall < gap_end:
-        skipped.append(wall)
-        next_wall = _next_wall(spec, wall)
-        if next_wall is None:
-            break
-        wall = next_wall
+    candidate: int | None = wall
+    while candidate is not None and candidate < gap_end:
+        skipped.append(candidate)
+        candidate = _next_wall(spec, candidate)
     names = [_utc(w).strftime("%H:%M") for w in skipped[:3]]
     if len(skipped) > 3:
         names.append(f"{len(skipped) - 3} more")
-    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    listed = _join(names)
     verb = "does not exist" if len(skipped) == 1 else "do not exist"
     local = _utc(at).astimezone(zone)
     once = "fires" if len(skipped) == 1 else "fires once"
@@ -507,10 +506,11 @@ def _day_and_month_phrase(spec: CronSpec) -> tuple[str, str]:
     dow_free = len(dow.values) == 7
     months = sorted(month.values)
     single_month = MONTH_FULL[months[0] - 1] if len(months) == 1 else None
-    if single_month and dow_free and not spec.last_dom and len(dom.values) == 1:
-        return f" on {single_month} {next(iter(dom.values))}", ""
-    if single_month and dow_free and spec.last_dom and not dom.values:
-        return f" on the last day of {single_month}", ""
+    if single_month and spec.days_and and dow_free:  # "on February 29"
+        if not spec.last_dom and len(dom.values) == 1:
+            return f" on {single_month} {next(iter(dom.values))}", ""
+        if spec.last_dom and not dom.values:
+            return f" on the last day of {single_month}", ""
     text = ""
     if not spec.days_and and (dom_free or dow_free):
         pass  # Vixie OR with a field that allows every day: every day

@@ -260,14 +260,14 @@ def _check_possible(spec: CronSpec) -> None:
                 dow |= valid >> (length - 6) << (length - 6)
             if (dom & dow if spec.days_and else dom | dow):
                 return
-    dom_field, _, dow_field = spec.fields[2], spec.fields[3], spec.fields[4]
+    dom_field, month_field, dow_field = spec.fields[2], spec.fields[3], spec.fields[4]
     if not dom_possible:
         names = _join_or([MONTH_FULL[m - 1] for m in months])
         raise CronError("day-of-month", f"day-of-month {dom_field.text} never occurs in {names}")
     raise CronError(
         "day-of-week",
         f"day-of-week {dow_field.text} never falls on day-of-month {dom_field.text}"
-        + ("" if spec.fields[3].text == "*" else f" in month {spec.fields[3].text}"),
+        + ("" if month_field.text == "*" else f" in month {month_field.text}"),
     )
 
 

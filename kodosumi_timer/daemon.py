@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelLauncher, RoleTable
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.store import open_store
-from kodosumi_timer.timer import Timer, TimerStats, utcnow
+from kodosumi_timer.timer import Timer, TimerStats, Waker, utcnow
 
 log = logging.getLogger("kodosumi_timer")
 
@@ -56,34 +57,113 @@ def running_meta() -> dict[str, Any] | None:
         return None
 
 
+class TimerParts:
+    """The timer and what it owns, built the same way in a process and in an actor."""
+
+    def __init__(self, settings: TimerSettings, waker: Waker,
+                 on_stats: Callable[[TimerStats], None]):
+        self.settings = settings
+        self.waker = waker
+        self.on_stats = on_stats
+
+    async def __aenter__(self) -> Timer:
+        s = self.settings
+        self.store = await open_store(s.TIMER_DATABASE)
+        self.launcher = PanelLauncher(s.TIMER_PANEL_URL, secret=s.SECRET_KEY,
+                                      token_ttl=s.TIMER_TOKEN_TTL)
+        self.roles = RoleTable(s.ADMIN_DATABASE)
+        return Timer(self.store, self.launcher, self.roles, self.waker,
+                     interval=s.TIMER_INTERVAL, follow_interval=s.TIMER_FOLLOW_INTERVAL,
+                     launch_attempts=s.TIMER_LAUNCH_ATTEMPTS, system_user=s.TIMER_USER,
+                     clock=utcnow, on_stats=self.on_stats)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.launcher.close()
+        await self.roles.close()
+        await self.store.close()
+
+
 async def _serve(settings: TimerSettings) -> None:
-    store = await open_store(settings.TIMER_DATABASE)
     try:
         actor = lock.create_lock(os.getpid(), socket.gethostname(), _safe_url(settings))
         ray.get(actor.get_meta.remote())
     except ValueError as exc:
-        await store.close()
         raise AlreadyRunning("a timer is already registered on this Ray cluster") from exc
-    launcher = PanelLauncher(settings.TIMER_PANEL_URL, token_ttl=settings.TIMER_TOKEN_TTL)
-    roles = RoleTable(settings.ADMIN_DATABASE)
 
     def publish(stats: TimerStats) -> None:
         actor.update.remote(stats.fires, stats.failures)
 
-    timer = Timer(store, launcher, roles, lock.RayWaker(actor), interval=settings.TIMER_INTERVAL,
-                  follow_interval=settings.TIMER_FOLLOW_INTERVAL,
-                  launch_attempts=settings.TIMER_LAUNCH_ATTEMPTS,
-                  system_user=settings.TIMER_USER, clock=utcnow, on_stats=publish)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, timer.stop)
     try:
-        await timer.run()
+        async with TimerParts(settings, lock.RayWaker(actor), publish) as timer:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, timer.stop)
+            await timer.run()
     finally:
-        await launcher.close()
-        await roles.close()
-        await store.close()
         ray.kill(actor)
+
+
+class TimerActorState(lock.LockState):
+    """The timer inside the Ray cluster: a detached actor Ray restarts when it dies.
+
+    It is the lock actor too (same name), so status, wake-ups and the
+    one-timer-per-cluster rule work as for the process."""
+
+    def __init__(self, settings: dict[str, Any]):
+        super().__init__(os.getpid(), socket.gethostname(), settings.get("TIMER_DATABASE", ""),
+                         mode="actor")
+        self.settings = TimerSettings(**settings)
+        setup_logging(self.settings)
+        self.timer: Timer | None = None
+        self.task = asyncio.get_event_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        def publish(stats: TimerStats) -> None:
+            self.meta.update(fires=stats.fires, failures=stats.failures)
+
+        async with TimerParts(self.settings, lock.DirectWaker(self), publish) as timer:
+            self.timer = timer
+            await timer.run()
+
+    async def shutdown(self) -> bool:
+        """Finish the step in hand and stop (before the actor is killed for good)."""
+        if self.timer is not None:
+            self.timer.stop()
+        try:
+            await asyncio.wait_for(self.task, 30)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        return True
+
+
+TimerActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=100)(TimerActorState)
+
+
+def absolute_settings(settings: TimerSettings) -> dict[str, Any]:
+    """Settings for a process with another working directory: SQLite paths made absolute."""
+    from sqlalchemy.engine import make_url
+
+    values = settings.model_dump()
+    for key in ("TIMER_DATABASE", "ADMIN_DATABASE"):
+        url = make_url(values[key])
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            values[key] = url.set(database=str(Path(url.database).resolve())).render_as_string(
+                hide_password=False)
+    for key in ("TIMER_LOG_FILE", "TIMER_SCHEDULES"):
+        values[key] = str(Path(values[key]).resolve())
+    return values
+
+
+def start_actor(settings: TimerSettings) -> dict[str, Any]:
+    """Place the timer in the cluster as a detached actor; returns its meta."""
+    if running_meta() is not None:
+        raise AlreadyRunning("a timer is already running on this cluster")
+    try:
+        actor = TimerActor.options(name=lock.LOCK_NAME, namespace=lock.NAMESPACE,
+                                   lifetime="detached").remote(absolute_settings(settings))
+    except ValueError as exc:
+        raise AlreadyRunning("a timer is already registered on this Ray cluster") from exc
+    return ray.get(actor.get_meta.remote(), timeout=120)  # type: ignore[no-any-return]
 
 
 def _safe_url(settings: TimerSettings) -> str:
@@ -126,11 +206,19 @@ def wait_registered(pid: int, timeout: float = 60.0) -> dict[str, Any] | None:
 
 
 def stop(timeout: float = 30.0) -> int | None:
-    """SIGTERM the registered timer and wait for it to exit; returns its pid or None."""
+    """Stop the registered timer (it finishes the step in hand); returns its pid or None."""
     meta = running_meta()
     if meta is None:
         return None
     pid = int(meta["pid"])
+    if meta.get("mode") == "actor":
+        actor = lock.find_lock()
+        if actor is not None:
+            try:
+                ray.get(actor.shutdown.remote(), timeout=timeout)
+            finally:
+                ray.kill(actor, no_restart=True)
+        return pid
     try:
         proc = psutil.Process(pid)
         proc.terminate()

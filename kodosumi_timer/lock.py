@@ -16,12 +16,13 @@ NAMESPACE = "kodosumi"
 LOCK_NAME = "KodosumiTimer"
 
 
-@ray.remote(num_cpus=0)
-class TimerLock:
-    def __init__(self, pid: int, host: str, database: str):
+class LockState:
+    """What the lock actor holds; also the base of the in-cluster timer actor."""
+
+    def __init__(self, pid: int, host: str, database: str, mode: str = "process"):
         self.meta: dict[str, Any] = {
             "pid": pid, "host": host, "database": database, "started": time.time(),
-            "fires": 0, "failures": 0,
+            "fires": 0, "failures": 0, "mode": mode,
         }
         self.generation = 0
         self.changed = asyncio.Event()
@@ -49,6 +50,9 @@ class TimerLock:
         return self.generation
 
 
+TimerLock = ray.remote(num_cpus=0)(LockState)
+
+
 def find_lock() -> Any | None:
     """The running timer's lock actor on the connected cluster, or None."""
     try:
@@ -60,6 +64,16 @@ def find_lock() -> Any | None:
 def create_lock(pid: int, host: str, database: str) -> Any:
     """Register this process as the cluster's timer; ValueError if one is registered."""
     return TimerLock.options(name=LOCK_NAME, namespace=NAMESPACE).remote(pid, host, database)
+
+
+class DirectWaker:
+    """Wake-ups when the timer runs inside the lock actor itself."""
+
+    def __init__(self, state: LockState):
+        self.state = state
+
+    async def wait(self, seen: int, timeout: float) -> int:
+        return await self.state.wait(seen, timeout)
 
 
 class RayWaker:

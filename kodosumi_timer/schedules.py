@@ -33,11 +33,11 @@ def canonical_flow_url(flow_url: str) -> str:
 
 
 def _zone(name: str) -> str:
+    """The canonical spelling of an IANA zone name, or InvalidInput."""
     try:
-        cron.parse_zone(name)
+        return cron.parse_zone(name).key
     except ValueError as exc:
         raise InvalidInput(str(exc), field="timezone") from exc
-    return name
 
 
 def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str]]:
@@ -70,7 +70,7 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
 async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows: Flows,
                          system: bool = False) -> tuple[ScheduleRow, list[str]]:
     """A new schedule row from ``data``, or InvalidInput naming the field."""
-    _zone(data.timezone)
+    data = data.model_copy(update={"timezone": _zone(data.timezone)})
     flow = await flows.find(canonical_flow_url(data.flow_url))
     if flow is None:
         raise InvalidInput(f"flow {data.flow_url} is not registered in the panel",
@@ -161,7 +161,7 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
         if key in given:
             values[key] = getattr(create, key)
     if retime:
-        _zone(create.timezone)
+        create = create.model_copy(update={"timezone": _zone(create.timezone)})
         end_at = _aware(create.end_at, create.timezone, "end_at")
         first, notes = _first_fire(create, now)
         if end_at is not None and end_at < first:

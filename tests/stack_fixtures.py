@@ -59,9 +59,7 @@ def admin(stack: FullStack) -> Panel:
     return Panel.login(stack.panel_url, "admin", "admin")
 
 
-@pytest.fixture
-def new_user(stack: FullStack, admin: Panel):
-    """Create kodosumi roles through kodosumi's role API and log them in."""
+def _role_maker(stack: FullStack, admin: Panel):
     def make(prefix: str = "user") -> Panel:
         name = f"{prefix}-{secrets.token_hex(4)}"
         r = admin.client.post("/role/", json={"name": name, "email": f"{name}@example.com",
@@ -69,6 +67,17 @@ def new_user(stack: FullStack, admin: Panel):
         assert r.status_code in (200, 201), r.text
         return Panel.login(stack.panel_url, name, "secret-pw")
     return make
+
+
+@pytest.fixture
+def new_user(stack: FullStack, admin: Panel):
+    """Create kodosumi roles through kodosumi's role API and log them in."""
+    return _role_maker(stack, admin)
+
+
+@pytest.fixture(scope="module")
+def new_user_module(stack: FullStack, admin: Panel):
+    return _role_maker(stack, admin)
 
 
 def data_dir(stack: FullStack) -> Path:

@@ -23,7 +23,7 @@ def koco_timer(stack, *args: str, timeout: float = 120) -> subprocess.CompletedP
 def test_status_shows_the_running_timer(stack):
     out = koco_timer(stack, "status")
     assert out.returncode == 0, out.stderr
-    assert "timer: running (pid=" in out.stdout
+    assert "timer: running as a process (pid=" in out.stdout
     assert "fires since start:" in out.stdout
 
 
@@ -67,3 +67,50 @@ def test_stop_then_start_in_background(stack, stack_group):
         assert f"pid={pid}" in stopped.stdout
     # give the session its timer back, in the session's group (stopped by pid at the end)
     start_timer(stack_group, stack.kodo, stack.env)
+
+
+def test_timer_as_ray_actor_survives_its_worker_being_killed(stack, stack_group, new_user):
+    """`start --actor` places the timer in the cluster; Ray restarts it after a kill -9 and
+    the slot still fires exactly once."""
+    import os
+    import signal
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from tests.integration.test_run_later import poll
+
+    assert "timer stopped" in koco_timer(stack, "stop").stdout
+    try:
+        out = koco_timer(stack, "start", "--actor")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Ray actor" in out.stdout
+        status = koco_timer(stack, "status").stdout
+        assert "as a Ray actor" in status
+        first_pid = int(status.split("pid=")[1].split(" ")[0])
+
+        user = new_user("actor")
+        run_at = datetime.now(UTC) + timedelta(seconds=12)
+        created = user.client.post("/schedule/", json={
+            "flow_url": stack.flows["quick"], "schedule_type": "once",
+            "run_at": run_at.isoformat(), "inputs": {"message": "from the actor"}}).json()
+        os.kill(first_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def restarted():
+            text = koco_timer(stack, "status").stdout
+            return "as a Ray actor" in text and f"pid={first_pid} " not in text
+        poll(restarted, 60, "the actor restarted by Ray")
+        back_after = time.monotonic() - killed_at
+        assert back_after < 60
+
+        def finished():
+            body = user.client.get(f"/schedule/{created['id']}").json()
+            return body if body["last_status"] == "finished" else None
+        poll(finished, 60, "the slot fired by the restarted actor")
+        runs = user.client.get(f"/schedule/{created['id']}/runs").json()["items"]
+        assert len(runs) == 1 and runs[0]["fid"]
+    finally:
+        stopped = koco_timer(stack, "stop")
+        assert stopped.returncode == 0
+        assert "not running" in koco_timer(stack, "status").stdout
+        start_timer(stack_group, stack.kodo, stack.env)

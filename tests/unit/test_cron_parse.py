@@ -248,6 +248,8 @@ def test_rejection_or_validation_is_fast(expression: str) -> None:
         ("0 0 1,15 * WED", "At 00:00 on the 1st and 15th of the month and on Wednesday"),
         ("0 0 */2 * MON", "At 00:00 on every 2nd day of the month, if that is a Monday"),
         ("0 0 1-31 * MON", "At 00:00 every day"),  # Vixie OR with every day of the month
+        ("0 0 29 2 0-6", "At 00:00 every day in February"),  # OR with every weekday
+        ("0 0 30 2 MON", "At 00:00 on the 30th of the month and on Monday in February"),
         ("0 9-17 * * *", "Every hour from 09:00 through 17:00"),
         ("30 */2 * * *", "Every 2 hours from 00:30 through 22:30"),
         ("0,30 9-17 * * MON-FRI", "Every 30 minutes between 09:00 and 17:59, Monday through "
