@@ -13,7 +13,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from kodosumi_timer import cron
 from kodosumi_timer.errors import (
@@ -138,12 +138,12 @@ class ScheduleController(Controller):
         self, request: Request[Any, Any, Any], state: State,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
-        enabled: bool | None = None,
-        schedule_type: Annotated[str | None, QueryParameter(query="type")] = None,
-        flow_url: str | None = None,
+        enabled: FromQuery[bool | None] = None,
+        schedule_type: Annotated[str | None, QueryParameter(name="type")] = None,
+        flow_url: FromQuery[str | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        all_users: Annotated[bool, QueryParameter(query="all")] = False,
-        system: bool | None = None,
+        all_users: Annotated[bool, QueryParameter(name="all")] = False,
+        system: FromQuery[bool | None] = None,
     ) -> ScheduleList:
         services = services_from(state)
         me = caller(request)
@@ -254,7 +254,7 @@ class ScheduleController(Controller):
           description="Launch now with the schedule's inputs, without moving `next_run`. "
                       "Respects `overlap` unless `force=true`.", responses=ACT)
     async def trigger(self, request: Request[Any, Any, Any], state: State,
-                      schedule_id: FromPath[str], force: bool = False) -> RunResponse:
+                      schedule_id: FromPath[str], force: FromQuery[bool] = False) -> RunResponse:
         services = services_from(state)
         row = await _actionable(services, request, schedule_id)
         if not force and row.overlap == "skip" and await services.store.has_active_run(row.id):
