@@ -65,9 +65,7 @@ def test_user_schedules_quick_agent_and_it_runs_as_them(stack, new_user):
     items = user.client.get("/timeline/list", params={"pp": 50}).json()["items"]
     mine = [i for i in items if i["fid"] == fid]
     assert mine, f"{fid} not in {user.name}'s timeline"
-    recorded = json.loads(mine[0]["inputs"]) if isinstance(mine[0]["inputs"], str) \
-        else mine[0]["inputs"]
-    assert _values(recorded) == RECORDED
+    assert recorded_inputs(mine[0]) == RECORDED
     # ... and another user cannot see it
     other = new_user("eve")
     assert other.client.get(f"/outputs/status/{fid}").status_code == 404
@@ -75,8 +73,11 @@ def test_user_schedules_quick_agent_and_it_runs_as_them(stack, new_user):
     assert other.client.delete(f"/schedule/{created['id']}").status_code == 404
 
 
-def _values(recorded):
-    """kodosumi serializes inputs as {"dict": {...}}; unwrap to compare."""
+def recorded_inputs(timeline_item):
+    """The inputs kodosumi recorded for an execution (it serializes them as {"dict": ...})."""
+    recorded = timeline_item["inputs"]
+    if isinstance(recorded, str):
+        recorded = json.loads(recorded)
     while isinstance(recorded, dict) and len(recorded) == 1 and "dict" in recorded:
         recorded = recorded["dict"]
     return recorded
