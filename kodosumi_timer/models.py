@@ -1,11 +1,26 @@
 """Request and response schemas of the ``/schedule`` API."""
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ScheduleType = Literal["once", "cron"]
+MAX_INPUTS_BYTES = 256 * 1024
+
+
+def _iso_text(value: Any) -> Any:
+    # pydantic would read a bare number as seconds since 1970; the API wants ISO 8601
+    if value is not None and not isinstance(value, (str, datetime)):
+        raise ValueError("must be an ISO 8601 date-time string, e.g. 2027-01-04T09:00:00")
+    return value
+
+
+def _bounded_inputs(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value, default=str)) > MAX_INPUTS_BYTES:
+        raise ValueError(f"inputs are larger than {MAX_INPUTS_BYTES // 1024} KB as JSON")
+    return value
 
 
 class ScheduleCreate(BaseModel):
@@ -27,6 +42,9 @@ class ScheduleCreate(BaseModel):
     end_at: datetime | None = None
     max_runs: int | None = Field(None, ge=1)
 
+    _inputs_size = field_validator("inputs")(_bounded_inputs)
+    _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
+
 
 class ScheduleUpdate(BaseModel):
     """Fields to change; absent fields stay. ``version`` must be the one you read."""
@@ -47,6 +65,9 @@ class ScheduleUpdate(BaseModel):
     end_at: datetime | None = None
     max_runs: int | None = Field(None, ge=1)
 
+    _inputs_size = field_validator("inputs")(_bounded_inputs)
+    _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
+
 
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +76,8 @@ class PreviewRequest(BaseModel):
     run_at: datetime | None = None
     timezone: str = Field("UTC", max_length=64)
     count: int = Field(5, ge=1, le=100)
+
+    _iso = field_validator("run_at", mode="before")(_iso_text)
 
 
 class PreviewTime(BaseModel):

@@ -1,9 +1,10 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import (
     ClientException,
@@ -12,6 +13,7 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -52,11 +54,15 @@ def _spec(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=ErrorBody, description=description)
 
 
-NOT_FOUND = {404: _spec("no such schedule of yours")}
-INVALID = {422: _spec("invalid input; `field` names the culprit")}
-EDIT = {**NOT_FOUND, **INVALID, 409: _spec("changed meanwhile (stale `version`) or not editable")}
-ACT = {**NOT_FOUND, 403: _spec("system schedules: operators only"),
-       409: _spec("not possible in the schedule's state")}
+# every route may answer these: no or a bad token, bad input (also bad query parameters),
+# and a refused cross-site request
+COMMON = {401: _spec("no valid token or session"),
+          403: _spec("not allowed (cross-site request, or operators only)"),
+          422: _spec("invalid input; `field` names the culprit")}
+NOT_FOUND = {**COMMON, 404: _spec("no such schedule of yours")}
+INVALID = COMMON
+EDIT = {**NOT_FOUND, 409: _spec("changed meanwhile (stale `version`) or not editable")}
+ACT = {**NOT_FOUND, 409: _spec("not possible in the schedule's state")}
 
 
 def caller(request: Request[Any, Any, Any]) -> str:
@@ -76,10 +82,16 @@ def handle_timer_error(_: Request[Any, Any, Any], exc: TimerError) -> Response[A
     return _error(exc.status, exc.code, exc.detail, exc.field)
 
 
+# query parameters whose Python name differs from their name in the URL
+QUERY_NAMES = {"schedule_type": "type", "all_users": "all"}
+
+
 def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     problems = exc.extra if isinstance(exc.extra, list) else []
     first = problems[0] if problems else {}
     field = first.get("key") if isinstance(first, dict) else None
+    if isinstance(first, dict) and first.get("source") == "query":
+        field = QUERY_NAMES.get(str(field), field)
     message = first.get("message") if isinstance(first, dict) else None
     detail = f"{field}: {message}" if field and message else (message or "invalid input")
     if len(problems) > 1:
@@ -111,8 +123,29 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+def same_origin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Refuse cross-site requests that change state when the browser's cookie is the
+    credential: a foreign page could otherwise pause or trigger someone's schedules.
+    API clients send the KODOSUMI_API_KEY header, which no foreign page can add."""
+    if connection.scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS"):
+        return
+    if connection.headers.get("kodosumi_api_key"):
+        return
+    site = connection.headers.get("sec-fetch-site")
+    origin = connection.headers.get("origin")
+    host = connection.headers.get("host")
+    if site not in (None, "same-origin", "none"):
+        raise Forbidden("cross-site requests may not change schedules")
+    if origin and host and origin.split("://", 1)[-1] != host:
+        raise Forbidden("cross-site requests may not change schedules")
+    content_type = connection.headers.get("content-type", "")
+    if content_type and not content_type.startswith("application/json"):
+        raise InvalidInput("send JSON (content-type: application/json)", field=None)
+
+
 class ScheduleController(Controller):
     tags = ["Schedules"]
+    guards = [same_origin_guard]
 
     @post("/", summary="Create a schedule", status_code=201,
           description="Schedule a flow to run once (`run_at`) or regularly (`cron_expression`) "
@@ -130,7 +163,7 @@ class ScheduleController(Controller):
         services.wake()
         return to_response(row, notes)
 
-    @get("/", summary="List schedules",
+    @get("/", summary="List schedules", responses=COMMON,
          description="The caller's schedules, soonest next run first. Operators see "
                      "everyone's with `all=true`; `system=true` lists the system schedules "
                      "every user can see.")
@@ -139,7 +172,8 @@ class ScheduleController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
         enabled: FromQuery[bool | None] = None,
-        schedule_type: Annotated[str | None, QueryParameter(name="type")] = None,
+        schedule_type: Annotated[Literal["once", "cron"] | None,
+                                 QueryParameter(name="type")] = None,
         flow_url: FromQuery[str | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         all_users: Annotated[bool, QueryParameter(name="all")] = False,
@@ -147,8 +181,6 @@ class ScheduleController(Controller):
     ) -> ScheduleList:
         services = services_from(state)
         me = caller(request)
-        if schedule_type is not None and schedule_type not in ("once", "cron"):
-            raise InvalidInput("type must be once or cron", field="type")
         owner: str | None = me
         if system:
             owner = None  # everyone sees the system schedules
