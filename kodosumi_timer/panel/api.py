@@ -65,7 +65,7 @@ EDIT = {**NOT_FOUND, 409: _spec("changed meanwhile (stale `version`) or not edit
 ACT = {**NOT_FOUND, 409: _spec("not possible in the schedule's state")}
 
 
-def caller(request: Request[Any, Any, Any]) -> str:
+def caller(request: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The caller's role id as the panel shows it (with dashes)."""
     user = str(request.user)
     try:
@@ -143,9 +143,18 @@ def same_origin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
         raise InvalidInput("send JSON (content-type: application/json)", field=None)
 
 
+async def active_user_guard(connection: ASGIConnection[Any, Any, Any, Any],
+                            _: BaseRouteHandler) -> None:
+    """kodosumi's token check never looks at the role table: a deactivated or deleted
+    user's token stays valid until it expires. Schedules are only for active users."""
+    roles = services_from(connection.app.state).roles
+    if await roles.owner_state(caller(connection)) != "active":  # type: ignore[arg-type]
+        raise NotAuthorizedException("this user is not active")
+
+
 class ScheduleController(Controller):
     tags = ["Schedules"]
-    guards = [same_origin_guard]
+    guards = [same_origin_guard, active_user_guard]
 
     @post("/", summary="Create a schedule", status_code=201,
           description="Schedule a flow to run once (`run_at`) or regularly (`cron_expression`) "

@@ -1,5 +1,7 @@
 """Limits and cross-site protection of the schedule API."""
 
+import pytest
+
 from tests.unit.conftest import ALICE, once, token
 
 
@@ -53,3 +55,38 @@ async def test_garbage_token_is_401_without_details(api):
     r = await api.get("/schedule/", headers={"KODOSUMI_API_KEY": "not-a-token"})
     assert r.status_code == 401
     assert "Traceback" not in r.text
+
+
+ROUTES = [("get", ""), ("put", ""), ("post", "/pause"), ("post", "/resume"),
+          ("post", "/trigger"), ("get", "/runs"), ("delete", "")]
+CAROL = "9a1f3f3e-1111-4c4c-8888-2b2b2b2b2b2b"  # deactivated in the fixture
+
+
+@pytest.mark.parametrize("method, suffix", ROUTES)
+@pytest.mark.parametrize("who, expected", [
+    ("owner", {200, 202, 204, 409}),
+    ("other", {404}),
+    ("operator", {200, 202, 204, 409}),
+    ("none", {401}),
+    ("garbage", {401}),
+    ("deactivated", {401}),
+])
+async def test_access_matrix(api, method, suffix, who, expected):
+    from tests.unit.conftest import BOB, OPERATOR
+
+    created = (await api.post("/schedule/", json=once(title="Secret plan"),
+                              headers=token(ALICE))).json()
+    api.app.state["kodosumi_timer"].roles.states[CAROL] = "inactive"
+    headers = {"owner": token(ALICE), "other": token(BOB), "operator": token(OPERATOR),
+               "none": {}, "garbage": {"KODOSUMI_API_KEY": "garbage"},
+               "deactivated": token(CAROL)}[who]
+    kwargs = {"json": {"version": created["version"], "title": "x"}} if method == "put" else {}
+    r = await getattr(api, method)(f"/schedule/{created['id']}{suffix}", headers=headers,
+                                   **kwargs)
+    assert r.status_code in expected, (who, method, suffix, r.status_code, r.text)
+    if who not in ("owner", "operator"):
+        assert ALICE not in r.text and "Secret plan" not in r.text
+    # the list never shows someone else's schedule
+    if who in ("other", "deactivated", "none", "garbage"):
+        listed = await api.get("/schedule/", headers=headers)
+        assert "Secret plan" not in listed.text
