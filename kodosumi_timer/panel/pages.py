@@ -1,22 +1,234 @@
-"""Pages under ``/admin/schedule`` in kodosumi's look (extending its ``_frame.html``)."""
+"""Pages under ``/admin/schedule`` in kodosumi's look (extending its ``_frame.html``).
 
+The handlers only read: the list and the detail page are rendered from the store,
+the forms and every action (create, edit, pause, resume, run now, delete, the live
+preview) talk to the JSON API under ``/schedule`` from the browser, so validation and
+error messages have exactly one source.
+"""
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, get
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.response import Template
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from kodosumi_timer import cron
+from kodosumi_timer.models import ScheduleResponse
 from kodosumi_timer.panel.api import caller
-from kodosumi_timer.panel.services import services_from
+from kodosumi_timer.panel.services import PanelServices, services_from
 from kodosumi_timer.schedules import to_response
+from kodosumi_timer.store import ScheduleRow
+from kodosumi_timer.store.repository import ScheduleFilter
+
+PAGE_SIZE = 50
+SYSTEM_LIMIT = 100
+SHOW = ("all", "active", "paused", "done")
+# run statuses that mean "the last execution went wrong": the list marks these as failing
+FAILING = frozenset({"error", "failed", "rejected", "unknown"})
+
+
+@dataclass(frozen=True)
+class Viewer:
+    role_id: str
+    operator: bool
+
+
+async def _viewer(request: Request[Any, Any, Any], services: PanelServices) -> Viewer:
+    me = caller(request)
+    return Viewer(me, await services.roles.is_operator(me))
+
+
+def rule_in_words(row: ScheduleRow | ScheduleResponse) -> str:
+    """"At 09:00, Monday through Friday" or "Once, on Fri 27 Nov 2026 at 09:00 CET"."""
+    if row.schedule_type == "cron" and row.cron_expression:
+        try:
+            return cron.describe(row.cron_expression)
+        except ValueError:
+            return row.cron_expression
+    if row.run_at is None:
+        return "Once"
+    local = row.run_at.astimezone(cron.parse_zone(row.timezone))
+    return f"Once, on {local.strftime('%a %d %b %Y')} at {local.strftime('%H:%M %Z')}"
+
+
+def display_state(row: ScheduleRow | ScheduleResponse) -> str:
+    """active, paused, done, or failing (active, but its latest run went wrong)."""
+    if row.state == "active" and row.last_status in FAILING:
+        return "failing"
+    return row.state
+
+
+def _offset(moment: datetime) -> str:
+    delta = moment.utcoffset() or timedelta(0)
+    minutes = int(delta.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def upcoming_times(times: Sequence[cron.FireTime], zone: str,
+                   now: datetime) -> list[dict[str, Any]]:
+    """Fire times with the DST shifts marked: a moved wall time (the API's note) and a
+    change of the zone's UTC offset since the time before (or since now)."""
+    previous = _offset(now.astimezone(cron.parse_zone(zone)))
+    out = []
+    for t in times:
+        offset = _offset(t.local)
+        shift = f"clock change: {previous} → {offset}" if offset != previous else None
+        out.append({"utc": t.utc, "local": t.local, "note": t.dst_note, "shift": shift})
+        previous = offset
+    return out
+
+
+def _item(row: ScheduleRow, owners: dict[str, str]) -> dict[str, Any]:
+    data = to_response(row)
+    return {"s": data, "rule": rule_in_words(row), "display": display_state(row),
+            "owner_name": owners.get(row.owner, row.owner)}
+
+
+async def _owner_names(transaction: AsyncSession, owners: Iterable[str]) -> dict[str, str]:
+    """Role names for role ids (read from kodosumi's ``roles`` table)."""
+    from kodosumi.dtypes import Role
+
+    ids = {}
+    for owner in set(owners):
+        try:
+            ids[uuid.UUID(owner)] = owner
+        except ValueError:
+            continue  # the timer user of system schedules is not a role
+    if not ids:
+        return {}
+    result = await transaction.execute(select(Role.id, Role.name).where(Role.id.in_(ids)))
+    return {ids[rid]: name for rid, name in result.all()}
+
+
+def _url(show: str = "all", q: str | None = None, everyone: bool = False,
+         page: int = 1) -> str:
+    """The list's URL with only the parameters that differ from the defaults."""
+    query: dict[str, str] = {}
+    if show != "all":
+        query["show"] = show
+    if q:
+        query["q"] = q
+    if everyone:
+        query["everyone"] = "true"
+    if page > 1:
+        query["page"] = str(page)
+    return "/admin/schedule/" + (f"?{urlencode(query)}" if query else "")
+
+
+def _may_see(row: ScheduleRow, viewer: Viewer) -> bool:
+    # the same rule as the API: owner, operator, or a system schedule (404 otherwise)
+    return row.owner == viewer.role_id or row.system or viewer.operator
 
 
 class SchedulePages(Controller):
     include_in_schema = False
 
     @get("/")
-    async def list_page(self, request: Request[Any, Any, Any], state: State) -> Template:
+    async def list_page(self, request: Request[Any, Any, Any], state: State,
+                        transaction: AsyncSession, show: str = "all", q: str | None = None,
+                        everyone: bool = False, page: int = 1) -> Template:
         services = services_from(state)
-        rows, total = await services.store.list_schedules(caller(request), limit=200)
+        viewer = await _viewer(request, services)
+        show = show if show in SHOW else "all"
+        everyone = everyone and viewer.operator
+        text = (q or "").strip()[:200] or None
+        page = max(page, 1)
+        owner = None if everyone else viewer.role_id
+        counts = {}
+        for name in SHOW:
+            flt = ScheduleFilter(text=text, system=False,
+                                 state=None if name == "all" else name)
+            counts[name] = (await services.store.list_schedules(owner, 1, 0, flt))[1]
+        flt = ScheduleFilter(text=text, system=False, state=None if show == "all" else show)
+        rows, total = await services.store.list_schedules(
+            owner, PAGE_SIZE, (page - 1) * PAGE_SIZE, flt)
+        system_rows, system_total = await services.store.list_schedules(
+            None, SYSTEM_LIMIT, 0, ScheduleFilter(
+                text=text, system=True, state=None if show == "all" else show))
+        owners = await _owner_names(transaction, (r.owner for r in rows)) if everyone else {}
+        pages = max(1, -(-total // PAGE_SIZE))
         return Template("schedule/list.html", context={
-            "items": [to_response(r) for r in rows], "total": total})
+            "items": [_item(r, owners) for r in rows],
+            "system_items": [_item(r, {}) for r in system_rows],
+            "system_total": system_total,
+            "total": total, "counts": counts, "show": show, "q": text or "",
+            "everyone": everyone, "operator": viewer.operator,
+            "page": page, "pages": pages,
+            "filter_url": {name: _url(show=name, q=text, everyone=everyone) for name in SHOW},
+            "everyone_url": _url(show=show, q=text, everyone=not everyone),
+            "prev_url": _url(show=show, q=text, everyone=everyone, page=page - 1)
+            if page > 1 else None,
+            "next_url": _url(show=show, q=text, everyone=everyone, page=page + 1)
+            if page < pages else None,
+            "searching": bool(text) or show != "all",
+        })
+
+    @get("/new")
+    async def new_page(self, request: Request[Any, Any, Any], state: State,
+                       flow: str | None = None) -> Template:
+        viewer = await _viewer(request, services_from(state))
+        return Template("schedule/form.html", context={
+            "mode": "new", "schedule": None, "flow": flow or "", "operator": viewer.operator})
+
+    @get("/{schedule_id:str}")
+    async def detail_page(self, request: Request[Any, Any, Any], state: State,
+                          transaction: AsyncSession, schedule_id: FromPath[str]) -> Template:
+        services = services_from(state)
+        viewer = await _viewer(request, services)
+        row = await services.store.get_schedule(schedule_id)
+        if row is None or not _may_see(row, viewer):
+            return _missing(schedule_id)
+        data = to_response(row)
+        owners = await _owner_names(transaction, [row.owner])
+        upcoming: list[dict[str, Any]] = []
+        now = services.clock()
+        if row.state == "active" and row.schedule_type == "cron" and row.cron_expression:
+            try:
+                upcoming = upcoming_times(
+                    cron.preview(row.cron_expression, row.timezone, now, 5), row.timezone, now)
+            except ValueError:
+                upcoming = []
+        mine = row.owner == viewer.role_id
+        return Template("schedule/detail.html", context={
+            "s": data, "json": data.model_dump(mode="json"), "rule": rule_in_words(row),
+            "display": display_state(row), "upcoming": upcoming,
+            "owner_name": owners.get(row.owner, row.owner), "mine": mine,
+            # the API's rules: system schedules are changed in their file, never here;
+            # pause/resume/run now on them is for operators
+            "can_edit": not row.system,
+            "can_act": not row.system or viewer.operator,
+            "operator": viewer.operator,
+        })
+
+    @get("/{schedule_id:str}/edit")
+    async def edit_page(self, request: Request[Any, Any, Any], state: State,
+                        schedule_id: FromPath[str]) -> Template:
+        services = services_from(state)
+        viewer = await _viewer(request, services)
+        row = await services.store.get_schedule(schedule_id)
+        if row is None or not _may_see(row, viewer):
+            return _missing(schedule_id)
+        if row.system:
+            return Template("schedule/missing.html", status_code=409, context={
+                "title": "System schedules are read-only here",
+                "message": "This schedule is declared in the schedules file or by its agent; "
+                           "change it there.", "schedule_id": schedule_id})
+        return Template("schedule/form.html", context={
+            "mode": "edit", "schedule": to_response(row).model_dump(mode="json"),
+            "flow": row.flow_url, "operator": viewer.operator})
+
+
+def _missing(schedule_id: str) -> Template:
+    return Template("schedule/missing.html", status_code=404, context={
+        "title": "Schedule not found",
+        "message": "There is no schedule with this id among the ones you can see. "
+                   "It may have been deleted.", "schedule_id": schedule_id})
