@@ -53,7 +53,7 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
 
 
 @schema.parametrize()
-@settings(max_examples=120, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_responses_match_the_schema(case):
     SENT.append(case.operation.label)
