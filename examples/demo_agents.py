@@ -1,4 +1,4 @@
-"""Demo agents for kodosumi-timer: three small kodosumi flows on Ray Serve.
+"""Demo agents for kodosumi-timer: four small kodosumi flows on Ray Serve.
 
 Each agent is its own Serve application with its own route prefix:
 
@@ -9,11 +9,14 @@ Each agent is its own Serve application with its own route prefix:
   progress; used to test overlapping executions.
 - ``failing`` (``/failing``): always raises inside the execution, so kodosumi
   records the status ``error``.
+- ``heartbeat`` (``/heartbeat``): says it is alive in about a second, and declares
+  its own default system schedule (every minute, as the timer user) through
+  ``openapi_extra={"x-kodosumi-schedule": {...}}``.
 
 Ray workers import this module by name (``demo_agents``): the Ray head is started
 with ``<repo>/examples`` on ``PYTHONPATH`` (see ``kodosumi_timer.devstack``), and
-the Serve import paths are ``demo_agents:quick``, ``demo_agents:slow`` and
-``demo_agents:failing``.
+the Serve import paths are ``demo_agents:quick``, ``demo_agents:slow``,
+``demo_agents:failing`` and ``demo_agents:heartbeat``.
 """
 
 import asyncio
@@ -276,7 +279,76 @@ class FailingAgent:
     pass
 
 
+# ---------------------------------------------------------------------------
+# heartbeat: declares its own default system schedule
+# ---------------------------------------------------------------------------
+
+heartbeat_app = ServeAPI()
+
+HEARTBEAT_DEFAULT_NOTE = "all systems nominal"
+# The flow's own default system schedule: kodosumi puts ``openapi_extra`` into the
+# flow's OpenAPI operation, where the timer finds it through the panel's flow list.
+# The timer runs it as its ``timer`` user; an entry for this flow in the schedules
+# file (KODO_TIMER_SCHEDULES) overrides it.
+HEARTBEAT_SCHEDULE: dict[str, Any] = {
+    "cron": "* * * * *",
+    "timezone": "UTC",
+    "inputs": {"note": HEARTBEAT_DEFAULT_NOTE},
+    "enabled": True,
+    "title": "Heartbeat (flow default)",
+}
+
+heartbeat_model = F.Model(
+    F.Markdown(
+        "# Heartbeat demo agent\n"
+        "Says it is alive, in about a second. It declares its own system schedule "
+        "(every minute, run as the timer user) with `x-kodosumi-schedule`."
+    ),
+    F.Errors(),
+    F.InputText(label="Note", name="note", required=False, value=HEARTBEAT_DEFAULT_NOTE),
+    F.Submit("Run"),
+    F.Cancel("Cancel"),
+)
+
+
+async def run_heartbeat(inputs: dict[str, Any], tracer: Tracer) -> Any:
+    """Entry point of the heartbeat agent: one quiet second, then a one-line result."""
+    await asyncio.sleep(1)
+    return response.Markdown(
+        "# Heartbeat demo agent: alive",
+        f"Note: {inputs['note']}",
+        "",
+        "```json",
+        json.dumps({"inputs": inputs}, sort_keys=True),
+        "```",
+    )
+
+
+@heartbeat_app.enter(
+    path="/",
+    model=heartbeat_model,
+    summary="Heartbeat demo agent",
+    description="Says it is alive in about a second. Declares its own default "
+                "system schedule: every minute, as the timer user.",
+    tags=TAGS,
+    version=VERSION,
+    author=AUTHOR,
+    organization=ORGANIZATION,
+    openapi_extra={"x-kodosumi-schedule": HEARTBEAT_SCHEDULE},
+)
+async def enter_heartbeat(request: Request, inputs: dict[str, Any]) -> Any:
+    note = str(inputs.get("note") or "").strip() or HEARTBEAT_DEFAULT_NOTE
+    return Launch(request, run_heartbeat, inputs={"note": note})
+
+
+@serve.deployment(**DEPLOYMENT_OPTIONS)
+@serve.ingress(heartbeat_app)
+class HeartbeatAgent:
+    pass
+
+
 # Serve applications, imported by Ray Serve as ``demo_agents:<name>``.
 quick = QuickAgent.bind()  # type: ignore[attr-defined]
 slow = SlowAgent.bind()  # type: ignore[attr-defined]
 failing = FailingAgent.bind()  # type: ignore[attr-defined]
+heartbeat = HeartbeatAgent.bind()  # type: ignore[attr-defined]

@@ -109,14 +109,17 @@ def status(ray_server: str | None) -> None:
         click.echo("timer: not running")
         sys.exit(3)
 
-    async def due_next_hour() -> int:
+    async def due_next_hour() -> tuple[int, list[str]]:
         from datetime import timedelta
+
+        from kodosumi_timer.system import status_lines
 
         store = await open_store(settings.TIMER_DATABASE, migrate_schema=False)
         try:
             now = datetime.now(UTC)
-            return await store.count_due_between(now - timedelta(days=36500),
-                                                 now + timedelta(hours=1))
+            due = await store.count_due_between(now - timedelta(days=36500),
+                                                now + timedelta(hours=1))
+            return due, await status_lines(store)
         finally:
             await store.close()
 
@@ -125,7 +128,38 @@ def status(ray_server: str | None) -> None:
     click.echo(f"timer: running {mode} (pid={meta['pid']} on {meta['host']}), up {uptime}s")
     click.echo(f"store: {meta['database']}")
     click.echo(f"fires since start: {meta['fires']}, failures: {meta['failures']}")
-    click.echo(f"schedules due in the next hour: {asyncio.run(due_next_hour())}")
+    due, system_lines = asyncio.run(due_next_hour())
+    click.echo(f"schedules due in the next hour: {due}")
+    # system schedules (issue 6)
+    click.echo(f"system schedules: {len(system_lines) or 'none'} "
+               f"(file: {settings.TIMER_SCHEDULES})")
+    for line in system_lines:
+        click.echo(f"  {line}")
+
+
+@cli.command("check-config")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def check_config(file: str | None) -> None:
+    """Validate a system schedules FILE (default: KODO_TIMER_SCHEDULES) without touching
+    the store; exit code 1 if it would be rejected."""
+    from kodosumi_timer import cron
+    from kodosumi_timer.system import SystemConfigError, load_file
+
+    path = file or get_settings().TIMER_SCHEDULES
+    try:
+        entries = load_file(path, missing_ok=False)
+    except SystemConfigError as exc:
+        click.echo(str(exc), err=True)
+        click.echo(f"{path}: rejected; the timer keeps the system schedules it has", err=True)
+        sys.exit(1)
+    now = datetime.now(UTC)
+    click.echo(f"{path}: OK, {len(entries)} system schedule(s)")
+    for entry in entries:
+        nxt = cron.preview(entry.cron, entry.timezone, now, 1)
+        when = nxt[0].local.strftime("%Y-%m-%d %H:%M %Z") if nxt else "-"
+        state = "" if entry.enabled else " [disabled]"
+        click.echo(f"  {entry.flow}  {entry.cron!r} {entry.timezone}: "
+                   f"{cron.describe(entry.cron)}; next {when}{state}")
 
 
 @cli.command()

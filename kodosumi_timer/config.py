@@ -23,7 +23,12 @@ class TimerSettings(BaseSettings):
     TIMER_TOKEN_TTL: int = Field(900, gt=0)
     # the user system schedules run as (not a kodosumi role)
     TIMER_USER: str = "timer"
+    # system schedules (issue 6): the operators' YAML file, checked for changes this
+    # often (seconds); flows' own x-kodosumi-schedule declarations, asked this often
     TIMER_SCHEDULES: str = "./data/config/schedules.yaml"
+    TIMER_SCHEDULES_CHECK: float = Field(5.0, gt=0)
+    TIMER_FLOW_SCHEDULES: bool = True
+    TIMER_DISCOVERY_INTERVAL: float = Field(60.0, gt=0)
     TIMER_LOG_FILE: str = "./data/timer.log"
     # launch attempts within one slot before the run is recorded failed
     TIMER_LAUNCH_ATTEMPTS: int = Field(3, ge=1)

@@ -20,6 +20,7 @@ from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelLauncher, RoleTable
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.store import open_store
+from kodosumi_timer.system import PanelDiscovery, SystemSchedules
 from kodosumi_timer.timer import Timer, TimerStats, Waker, utcnow
 
 log = logging.getLogger("kodosumi_timer")
@@ -72,12 +73,19 @@ class TimerParts:
         self.launcher = PanelLauncher(s.TIMER_PANEL_URL, secret=s.SECRET_KEY,
                                       token_ttl=s.TIMER_TOKEN_TTL)
         self.roles = RoleTable(s.ADMIN_DATABASE)
+        # system schedules (issue 6): the schedules file and the flows' own declarations
+        discovery = PanelDiscovery(s.TIMER_PANEL_URL, s.SECRET_KEY, s.TIMER_USER) \
+            if s.TIMER_FLOW_SCHEDULES else None
+        self.system = SystemSchedules(
+            self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery,
+            discover_every=s.TIMER_DISCOVERY_INTERVAL, check_every=s.TIMER_SCHEDULES_CHECK)
         return Timer(self.store, self.launcher, self.roles, self.waker,
                      interval=s.TIMER_INTERVAL, follow_interval=s.TIMER_FOLLOW_INTERVAL,
                      launch_attempts=s.TIMER_LAUNCH_ATTEMPTS, system_user=s.TIMER_USER,
-                     clock=utcnow, on_stats=self.on_stats)
+                     clock=utcnow, on_stats=self.on_stats, system=self.system)
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.system.close()
         await self.launcher.close()
         await self.roles.close()
         await self.store.close()

@@ -70,6 +70,7 @@ DEMO_APPS: tuple[DemoApp, ...] = (
     DemoApp("quick", "demo_agents:quick", "/quick"),
     DemoApp("slow", "demo_agents:slow", "/slow"),
     DemoApp("failing", "demo_agents:failing", "/failing"),
+    DemoApp("heartbeat", "demo_agents:heartbeat", "/heartbeat"),
 )
 
 

@@ -39,6 +39,15 @@ class Waker(Protocol):
     async def wait(self, seen: int, timeout: float) -> int: ...
 
 
+class SystemSource(Protocol):
+    """System schedules (kodosumi_timer.system.SystemSchedules): synced on every loop
+    turn; the loop wakes at least every ``check_interval`` seconds to look."""
+
+    check_interval: float
+
+    async def refresh(self, now: datetime) -> object: ...
+
+
 class LocalWaker:
     """In-process wake-ups (tests, and a timer embedded next to its panel)."""
 
@@ -86,6 +95,7 @@ class Timer:
         concurrency: int = 32,
         backoff: Callable[[int], float] = policy.retry_delay,
         on_stats: Callable[[TimerStats], None] | None = None,
+        system: SystemSource | None = None,
     ):
         self.store = store
         self.launcher = launcher
@@ -100,6 +110,7 @@ class Timer:
         self.timer_id = f"{self.stats.host}:{self.stats.pid}"
         self.on_stats = on_stats
         self.backoff = backoff
+        self.system = system
         self._stopping = asyncio.Event()
         self._launches: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
@@ -121,17 +132,31 @@ class Timer:
         follower = asyncio.create_task(self._follow_loop())
         try:
             while not self._stopping.is_set():
+                await self.refresh_system()
                 try:
                     await self.fire_due()
                     delay = await self.seconds_to_next()
                 except Exception:  # the store may be briefly away: log, back off, go on
                     log.exception("timer step failed; retrying")
                     delay = min(self.interval, 5.0)
+                if self.system is not None:
+                    delay = min(delay, self.system.check_interval)
                 await self._sleep(delay)
         finally:
             follower.cancel()
             await self.drain()
             log.info("timer %s stopped", self.timer_id)
+
+    # ---- system schedules (issue 6) ----------------------------------------------
+
+    async def refresh_system(self) -> None:
+        """Sync the system schedules' sources; a failure is logged, never fatal."""
+        if self.system is None:
+            return
+        try:
+            await self.system.refresh(self.clock())
+        except Exception:
+            log.exception("system schedules not synced; the current set keeps running")
 
     async def _sleep(self, delay: float) -> None:
         if delay <= 0 or self._stopping.is_set():

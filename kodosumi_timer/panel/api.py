@@ -181,7 +181,7 @@ class ScheduleController(Controller):
     async def list_schedules(
         self, request: Request[Any, Any, Any], state: State,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         enabled: FromQuery[bool | None] = None,
         schedule_type: Annotated[Literal["once", "cron"] | None,
                                  QueryParameter(name="type")] = None,
@@ -311,7 +311,7 @@ class ScheduleController(Controller):
     async def runs(self, request: Request[Any, Any, Any], state: State,
                    schedule_id: FromPath[str],
                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-                   offset: Annotated[int, QueryParameter(ge=0)] = 0) -> RunList:
+                   offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0) -> RunList:
         services = services_from(state)
         row = await _visible(services, request, schedule_id)
         rows, total = await services.store.runs(row.id, limit, offset)

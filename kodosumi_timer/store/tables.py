@@ -76,9 +76,15 @@ class ScheduleRow(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # system schedules synced by kodosumi_timer.system (migration 0002): where the
+    # schedule was declared (file | flow) and its sync key (the flow URL); NULL otherwise
+    system_source: Mapped[str | None] = mapped_column(String(8))
+    system_key: Mapped[str | None] = mapped_column(String(1000))
 
     __table_args__ = (
         Index("ix_schedule_owner", "owner"),
+        # one synced system schedule per flow, even with several timers on one store
+        Index("ux_schedule_system_key", "system_key", unique=True),
         # the timer's due query walks this index; paused and done rows have no next_run
         Index("ix_schedule_next_run", "next_run"),
     )
