@@ -1,6 +1,7 @@
 """The screenshots in docs/screenshots: list, form and detail in light and dark mode, and
-the list on a phone. Taken from the real stack with realistic schedules; skipped unless
-KODO_TIMER_SCREENSHOTS names the directory to write (``docs/screenshots``)."""
+the list on a phone. Taken from the real stack with realistic schedules. A tool, not a
+test: pytest does not collect this file by itself; run it by name with
+KODO_TIMER_SCREENSHOTS naming the directory to write (``docs/screenshots``)."""
 
 import os
 import time
