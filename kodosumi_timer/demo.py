@@ -86,7 +86,9 @@ def _wait(group: ProcessGroup) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         stop["signal"] = True
 
+    # SIGINT explicitly too: a shell may start us with it ignored (background jobs)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         while not stop["signal"]:
             for child in group.children:
