@@ -212,28 +212,28 @@ class Store:
         if next_run is None:
             values["state"] = "done"
             values["note"] = end_note
-        async with self.session.begin() as s:
-            result = await s.execute(
-                update(ScheduleRow)
-                .where(
-                    ScheduleRow.id == schedule.id,
-                    ScheduleRow.next_run == schedule.next_run,
-                    ScheduleRow.state == "active",
+        try:
+            async with self.session.begin() as s:
+                result = await s.execute(
+                    update(ScheduleRow)
+                    .where(
+                        ScheduleRow.id == schedule.id,
+                        ScheduleRow.next_run == schedule.next_run,
+                        ScheduleRow.state == "active",
+                    )
+                    .values(**values)
                 )
-                .values(**values)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            for missed_slot in missed:
-                s.add(self._run(schedule, missed_slot, "missed", now, timer_id,
-                                reason="timer was not running at this time"))
-            run = self._run(schedule, slot, "unknown", now, timer_id, trigger=trigger)
-            s.add(run)
-            try:
-                await s.flush()
-            except IntegrityError:
-                await s.rollback()
-                return None
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    return None
+                for missed_slot in missed:
+                    s.add(self._run(schedule, missed_slot, "missed", now, timer_id,
+                                    reason="timer was not running at this time"))
+                run = self._run(schedule, slot, "unknown", now, timer_id, trigger=trigger)
+                s.add(run)
+        except IntegrityError:
+            # the unique (schedule, slot, attempt) key: someone recorded this slot already;
+            # the whole transaction, the schedule's move included, is rolled back
+            return None
         return Claim(schedule=schedule, run=run)
 
     async def skip_slots(

@@ -139,3 +139,14 @@ async def test_filters(store):
     assert await ids(schedule_type="cron") == {b.id}
     assert await ids(text="REPORT") == {a.id}
     assert await ids(system=False) == {a.id, b.id}
+
+
+async def test_claim_of_an_already_recorded_slot_changes_nothing(store):
+    """The unique (schedule, slot, attempt) key backs the conditional UPDATE."""
+    row = await store.add_schedule(schedule())
+    async with store.session.begin() as s:
+        s.add(RunRow(schedule_id=row.id, owner=row.owner, slot=T0, attempt=1,
+                     trigger="timer", status="launched"))
+    assert await store.claim(row, T0, T0, None, "ran once") is None
+    back = await store.get_schedule(row.id)
+    assert back.state == "active" and back.next_run == T0 and back.run_count == 0
