@@ -1,0 +1,77 @@
+"""A tiny launch target that answers like kodosumi's proxy, for the lateness benchmark.
+
+Run by uvicorn in its own process (``uvicorn _target:app --app-dir bench``). A POST to a
+flow path (``/-/...``) is recorded with its arrival time (wall clock, taken when the
+request reaches the app, before its body is read) and the ``sid`` from its JSON body,
+and answered ``200 {"result": <fid>}`` like kodosumi's ``/-/<flow>`` proxy.
+``GET /outputs/status/{fid}`` answers ``finished`` so the timer's follow loop does its
+normal work; ``GET /flow`` lists no flows (for the system schedules' discovery).
+``/_count``, ``/_results`` and ``POST /_reset`` serve the benchmark.
+
+Kept framework-free and minimal so that the target, not the scheduler under test, is
+never the bottleneck (its own capacity is measured and printed by ``lateness.py``).
+"""
+
+import json
+import time
+from typing import Any
+
+# (arrival wall-clock ns, sid, had a KODOSUMI_API_KEY header)
+RECORDS: list[tuple[int, str | None, bool]] = []
+_fids = 0
+
+
+async def _send(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    global _fids
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    arrived = time.time_ns()
+    path: str = scope["path"]
+    method: str = scope["method"]
+    if method == "POST" and path.startswith("/-/"):
+        raw = await _body(receive)
+        try:
+            sid = json.loads(raw).get("sid")
+        except ValueError:
+            sid = None
+        keyed = any(name.lower() == b"kodosumi_api_key" for name, _ in scope["headers"])
+        RECORDS.append((arrived, sid, keyed))
+        _fids += 1
+        await _send(send, 200, b'{"result": "fid%08d", "elements": []}' % _fids)
+    elif method == "GET" and path == "/flow":
+        await _send(send, 200, b'{"items": [], "offset": null}')  # no flow declares a schedule
+    elif method == "GET" and path.startswith("/outputs/status/"):
+        await _send(send, 200, b'{"status": "finished"}')
+    elif path == "/_count":
+        await _send(send, 200, json.dumps({"count": len(RECORDS)}).encode())
+    elif path == "/_results":
+        await _send(send, 200, json.dumps({"records": RECORDS}).encode())
+    elif path == "/_reset" and method == "POST":
+        RECORDS.clear()
+        await _send(send, 200, b'{"count": 0}')
+    else:
+        await _send(send, 404, b'{"detail": "not found"}')
