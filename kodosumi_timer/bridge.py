@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
+from jose import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -55,8 +56,6 @@ def mint_token(subject: str, ttl_seconds: int, secret: str) -> str:
     Signed like kodosumi's own (``kodosumi.service.jwt``) with ``KODO_SECRET_KEY``, which
     the timer must share with the panel. Never stored, never logged.
     """
-    from jose import jwt
-
     issued = time.time()
     claims = {"exp": issued + ttl_seconds, "iat": issued, "sub": subject}
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
@@ -151,11 +150,14 @@ class RoleTable:
     """Reads kodosumi's ``roles`` table: the panel's JWT check never consults it."""
 
     def __init__(self, admin_database: str, engine: AsyncEngine | None = None):
+        # imported here, once, not at the first fire: it pulls in litestar (~1-2 s)
+        from kodosumi.dtypes import Role
+
+        self.role = Role
         self.engine = engine or create_async_engine(admin_database)
 
     async def _role(self, owner: str) -> Any:
-        from kodosumi.dtypes import Role
-
+        Role = self.role
         rid = role_uuid(owner)
         if rid is None:
             return None
