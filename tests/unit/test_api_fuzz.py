@@ -1,6 +1,7 @@
 """schemathesis against the schedule API's OpenAPI: generated requests to every /schedule
 route must never produce a 5xx nor a response that breaks its documented schema."""
 
+import shutil
 import tempfile
 
 import schemathesis
@@ -32,6 +33,7 @@ def build_app() -> Litestar:
 
     async def close_services(app: Litestar) -> None:
         await app.state[STATE_KEY].store.close()
+        shutil.rmtree(db, ignore_errors=True)
 
     return Litestar(
         route_handlers=[schedule_router()],
