@@ -181,12 +181,13 @@ def wait_line(child: Child, marker: str, timeout: float = 60.0) -> str:
     raise RuntimeError(f"{child.name} printed no '{marker}' in {timeout} s:\n{child.tail()}")
 
 
-def start_target(workdir: Path) -> tuple[Child, str]:
+def start_target(workdir: Path, env: dict[str, str] | None = None,
+                 port: int | None = None, name: str = "target") -> tuple[Child, str]:
     """The launch target (``_target.py``) under uvicorn in its own process."""
-    port = free_port()
-    child = start_child("target", [
+    port = port or free_port()
+    child = start_child(name, [
         PY, "-m", "uvicorn", "_target:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
-        "--port", str(port), "--log-level", "warning", "--no-access-log"], workdir)
+        "--port", str(port), "--log-level", "warning", "--no-access-log"], workdir, env=env)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/_count", child)
     return child, url

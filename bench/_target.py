@@ -6,19 +6,29 @@ request reaches the app, before its body is read) and the ``sid`` from its JSON 
 and answered ``200 {"result": <fid>}`` like kodosumi's ``/-/<flow>`` proxy.
 ``GET /outputs/status/{fid}`` answers ``finished`` so the timer's follow loop does its
 normal work; ``GET /flow`` lists no flows (for the system schedules' discovery).
-``/_count``, ``/_results`` and ``POST /_reset`` serve the benchmark.
+``/_count``, ``/_results`` and ``POST /_reset`` serve the benchmark. With
+``TARGET_RECORDS`` set, the records are also written to that file when uvicorn shuts
+the app down (after the requests in flight were answered).
 
 Kept framework-free and minimal so that the target, not the scheduler under test, is
 never the bottleneck (its own capacity is measured and printed by ``lateness.py``).
 """
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 # (arrival wall-clock ns, sid, had a KODOSUMI_API_KEY header)
 RECORDS: list[tuple[int, str | None, bool]] = []
 _fids = 0
+
+
+def _dump_records() -> None:
+    # at shutdown only: blocking is fine, nothing else is served any more
+    if os.environ.get("TARGET_RECORDS"):
+        Path(os.environ["TARGET_RECORDS"]).write_text(json.dumps(RECORDS))
 
 
 async def _send(send: Any, status: int, body: bytes) -> None:
@@ -45,6 +55,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                _dump_records()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] != "http":

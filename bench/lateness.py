@@ -6,9 +6,9 @@ process on an empty store; then N ``once`` schedules with known slots are bulk-l
 the child is woken (SIGUSR1: the wake-up the panel sends after a create):
 
 * ``ours``: ``kodosumi_timer.timer.Timer`` with the real store (SQLite or PostgreSQL), the
-  real ``PanelLauncher`` (a JWT per launch, one httpx pool of 32 connections) and the real
-  ``RoleTable`` owner check on a kodosumi ``admin.db``; its follow loop runs as in
-  production (the target answers ``finished``).
+  real ``PanelLauncher`` (owner tokens, one aiohttp pool of 32 connections), the real
+  ``RoleTable`` owner check on a kodosumi ``admin.db`` and the daemon's default claim-ahead
+  of 1 s; its follow loop runs as in production (the target answers ``finished``).
 * ``aps``: APScheduler 3.11 ``AsyncIOScheduler`` + ``SQLAlchemyJobStore`` on the same
   database, one ``DateTrigger`` job per schedule POSTing the same request (``_apsjob.py``),
   ``misfire_grace_time=None`` so that no late job is dropped.
@@ -83,6 +83,7 @@ def _child_logging(workdir: str, name: str) -> None:
 
 async def child_ours(db: str, admin_db: str, target: str, workdir: str) -> None:
     from kodosumi_timer.bridge import PanelLauncher, RoleTable
+    from kodosumi_timer.config import TimerSettings
     from kodosumi_timer.store import open_store
     from kodosumi_timer.timer import LocalWaker, Timer
 
@@ -91,34 +92,9 @@ async def child_ours(db: str, admin_db: str, target: str, workdir: str) -> None:
     launcher = PanelLauncher(target, secret=SECRET)
     roles = RoleTable(admin_db)
     waker = LocalWaker()
-    timer = Timer(store, launcher, roles, waker)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, timer.stop)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(waker.wake()))
-    print("ready", flush=True)
-    try:
-        await timer.run()
-    finally:
-        print("stats " + json.dumps({"fires": timer.stats.fires,
-                                     "failures": timer.stats.failures}), flush=True)
-        await launcher.close()
-        await roles.close()
-        await store.close()
-
-
-async def child_proposed(db: str, admin_db: str, target: str, workdir: str) -> None:
-    """The prototype of the proposed design (``_proposed.py``), composed like ``ours``."""
-    from _proposed import AiohttpLauncher, BatchRoles, BatchStore, BatchTimer
-
-    from kodosumi_timer.store import open_store
-    from kodosumi_timer.timer import LocalWaker
-
-    _child_logging(workdir, "proposed")
-    store = BatchStore((await open_store(db)).engine)
-    launcher = AiohttpLauncher(target, secret=SECRET)
-    roles = BatchRoles(admin_db)
-    waker = LocalWaker()
-    timer = BatchTimer(store, launcher, roles, waker)
+    # claim-ahead as the daemon configures it by default
+    claim_ahead = TimerSettings.model_fields["TIMER_CLAIM_AHEAD"].default
+    timer = Timer(store, launcher, roles, waker, claim_ahead=claim_ahead)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, timer.stop)
     loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(waker.wake()))
@@ -434,8 +410,7 @@ def summarise(results: list[Outcome]) -> list[dict[str, Any]]:
     return rows
 
 
-NAMES = {"ours": "ours (current)", "proposed": "ours, proposed design (prototype)",
-         "aps": "APScheduler 3.11"}
+NAMES = {"ours": "kodosumi-timer", "aps": "APScheduler 3.11"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -470,7 +445,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each scheduler child with py-spy (raw stacks) into DIR")
-    parser.add_argument("--child", choices=["ours", "proposed", "aps"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["ours", "aps"], help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--admin-db", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
@@ -478,9 +453,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.child == "ours":
         asyncio.run(child_ours(args.db, args.admin_db, args.target, args.workdir))
-        return
-    if args.child == "proposed":
-        asyncio.run(child_proposed(args.db, args.admin_db, args.target, args.workdir))
         return
     if args.child == "aps":
         asyncio.run(child_aps(args.db, args.target, args.workdir))

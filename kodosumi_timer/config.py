@@ -32,6 +32,9 @@ class TimerSettings(BaseSettings):
     TIMER_LOG_FILE: str = "./data/timer.log"
     # launch attempts within one slot before the run is recorded failed
     TIMER_LAUNCH_ATTEMPTS: int = Field(3, ge=1)
+    # slots due within this many seconds are claimed ahead and launched at their instant
+    # (the store's latency is then spent before the slot, not after it)
+    TIMER_CLAIM_AHEAD: float = Field(1.0, ge=0)
     # how often running executions are polled for their final status
     TIMER_FOLLOW_INTERVAL: float = Field(2.0, gt=0)
     # most schedules one user may own

@@ -82,7 +82,8 @@ class TimerParts:
         return Timer(self.store, self.launcher, self.roles, self.waker,
                      interval=s.TIMER_INTERVAL, follow_interval=s.TIMER_FOLLOW_INTERVAL,
                      launch_attempts=s.TIMER_LAUNCH_ATTEMPTS, system_user=s.TIMER_USER,
-                     clock=utcnow, on_stats=self.on_stats, system=self.system)
+                     clock=utcnow, on_stats=self.on_stats, system=self.system,
+                     claim_ahead=s.TIMER_CLAIM_AHEAD)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.system.close()

@@ -1,6 +1,7 @@
 """Request and response schemas of the ``/schedule`` API."""
 
 import json
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,9 +11,16 @@ ScheduleType = Literal["once", "cron"]
 MAX_INPUTS_BYTES = 256 * 1024
 
 
+# a date and a time at least to the minute; the offset is optional (then the time is
+# read in the schedule's time zone)
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _iso_text(value: Any) -> Any:
-    # pydantic would read a bare number as seconds since 1970; the API wants ISO 8601
-    if value is not None and not isinstance(value, (str, datetime)):
+    # pydantic would read a bare number, or a string of digits, as seconds since 1970
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
         raise ValueError("must be an ISO 8601 date-time string, e.g. 2027-01-04T09:00:00")
     return value
 

@@ -10,15 +10,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from kodosumi_timer import policy
-from kodosumi_timer.bridge import Launcher, LaunchOutcome, Roles
-from kodosumi_timer.store import ScheduleRow, Store
-from kodosumi_timer.store.repository import Claim
+from kodosumi_timer.bridge import Launcher, LaunchOutcome, OwnerState, Roles, mint_token
+from kodosumi_timer.store import RunRow, ScheduleRow, Store
+from kodosumi_timer.store.repository import Claim, ClaimRequest, LaunchResult, RunChange
 
 log = logging.getLogger("kodosumi_timer.timer")
 
@@ -96,6 +96,9 @@ class Timer:
         backoff: Callable[[int], float] = policy.retry_delay,
         on_stats: Callable[[TimerStats], None] | None = None,
         system: SystemSource | None = None,
+        claim_ahead: float = 0.0,
+        batch: int = 500,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self.store = store
         self.launcher = launcher
@@ -111,6 +114,13 @@ class Timer:
         self.on_stats = on_stats
         self.backoff = backoff
         self.system = system
+        # slots due within claim_ahead seconds are claimed now and launched at their
+        # instant, so the store's latency is spent before the slot, not after it
+        self.claim_ahead = timedelta(seconds=claim_ahead)
+        self.batch = batch
+        self.sleep = sleep
+        self._results: list[LaunchResult] = []
+        self._results_waiting = asyncio.Event()
         self._stopping = asyncio.Event()
         self._launches: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
@@ -121,15 +131,19 @@ class Timer:
         self._stopping.set()
 
     async def drain(self) -> None:
-        """Wait for the launches in flight (tests, shutdown)."""
+        """Wait for the launches in flight and record their results (tests, shutdown)."""
         while self._launches:
             await asyncio.gather(*list(self._launches), return_exceptions=True)
+        await self._flush_results()
 
     # ---- the loop --------------------------------------------------------------
 
     async def run(self) -> None:
         log.info("timer %s started", self.timer_id)
+        # one-time costs (the JWT library, the HTTP session) now, not at the first slot
+        mint_token("warm-up", 1, "warm-up")
         follower = asyncio.create_task(self._follow_loop())
+        writer = asyncio.create_task(self._write_results())
         try:
             while not self._stopping.is_set():
                 await self.refresh_system()
@@ -144,6 +158,7 @@ class Timer:
                 await self._sleep(delay)
         finally:
             follower.cancel()
+            writer.cancel()
             await self.drain()
             log.info("timer %s stopped", self.timer_id)
 
@@ -187,32 +202,59 @@ class Timer:
         earliest = await self.store.earliest_next_run()
         if earliest is None:
             return self.interval
-        return max(0.0, min(self.interval, (earliest - self.clock()).total_seconds()))
+        wake = earliest - self.claim_ahead
+        return max(0.0, min(self.interval, (wake - self.clock()).total_seconds()))
 
     # ---- firing ----------------------------------------------------------------
 
     async def fire_due(self) -> int:
-        """Handle every schedule due now; returns how many were handled."""
+        """Handle every schedule due now (or within ``claim_ahead``), a batch at a time;
+        returns how many were handled."""
         handled = 0
         while not self._stopping.is_set():
+            await self._backlog_below(self.batch)
             now = self.clock()
-            batch = await self.store.due(now, limit=100)
+            batch = await self.store.due(now + self.claim_ahead, limit=self.batch)
             if not batch:
                 break
-            for schedule in batch:
-                try:
-                    await self.handle(schedule, now)
-                except Exception:
-                    log.exception("schedule %s could not be handled", schedule.id)
-                    self.stats.failures += 1
-                handled += 1
-            if len(batch) < 100:
+            handled += await self.handle_batch(batch, now)
+            if len(batch) < self.batch:
                 break
         handled += await self.fire_manual()
         self._publish()
         return handled
 
-    async def handle(self, schedule: ScheduleRow, now: datetime) -> None:
+    async def _backlog_below(self, limit: int) -> None:
+        """Claim the next batch only once fewer than ``limit`` launches are pending: a
+        timer killed in a burst leaves at most about two batches claimed and not
+        launched (recorded ``unknown``), not the whole burst."""
+        while len(self._launches) >= limit and not self._stopping.is_set():
+            await asyncio.wait(list(self._launches), return_when=asyncio.FIRST_COMPLETED)
+
+    async def handle_batch(self, batch: Sequence[ScheduleRow], now: datetime) -> int:
+        """Plan a due batch, check its owners and overlaps with one query each, record
+        the slots that must not launch, claim the rest in one transaction, launch."""
+        owners = {s.owner for s in batch if not s.system}
+        states = await self.roles.owner_states(owners) if owners else {}
+        busy = await self.store.active_schedule_ids(
+            [s.id for s in batch if s.overlap == "skip"])
+        requests: list[ClaimRequest] = []
+        for schedule in batch:
+            try:
+                request = await self._prepare(schedule, now, states, busy)
+            except Exception:  # one failing schedule is logged, never stalls the batch
+                log.exception("schedule %s could not be handled", schedule.id)
+                self.stats.failures += 1
+                continue
+            if request is not None:
+                requests.append(request)
+        for claim in await self.store.claim_many(requests, now, self.timer_id):
+            self._start_launch(claim)
+        return len(batch)
+
+    async def _prepare(self, schedule: ScheduleRow, now: datetime,
+                       states: dict[str, OwnerState], busy: set[str]) -> ClaimRequest | None:
+        """The claim to make for one due schedule, or None after recording why not."""
         assert schedule.next_run is not None
         due = policy.Due(
             schedule_type=schedule.schedule_type, next_run=schedule.next_run,
@@ -220,10 +262,11 @@ class Timer:
             catchup=schedule.catchup, end_at=schedule.end_at, max_runs=schedule.max_runs,
             run_count=schedule.run_count,
         )
-        plan = policy.plan(due, now)
+        # a slot claimed ahead is planned as of its own instant
+        plan = policy.plan(due, max(now, schedule.next_run))
         missed = [(slot, "missed", MISSED_REASON) for slot in plan.missed]
         if not schedule.system:
-            reason = await self._owner_problem(schedule.owner)
+            reason = _owner_reason(states.get(schedule.owner, "missing"))
             if reason is not None:
                 fired = [(plan.fire, "failed", reason)] if plan.fire else []
                 await self.store.skip_slots(
@@ -232,30 +275,22 @@ class Timer:
                     timer_id=self.timer_id)
                 self.stats.failures += 1
                 log.warning("schedule %s not fired: %s", schedule.id, reason)
-                return
+                return None
         if plan.fire is None:
             await self.store.skip_slots(schedule, missed, now, plan.next_run,
                                         end_note=plan.end_note, timer_id=self.timer_id)
-            return
-        if schedule.overlap == "skip" and await self.store.has_active_run(schedule.id):
+            return None
+        if schedule.overlap == "skip" and schedule.id in busy:
             await self.store.skip_slots(
                 schedule, [*missed, (plan.fire, "skipped", OVERLAP_REASON)], now,
                 plan.next_run, end_note=plan.end_note, timer_id=self.timer_id)
             log.info("schedule %s slot %s skipped: previous execution still running",
                      schedule.id, plan.fire)
-            return
-        claim = await self.store.claim(
-            schedule, plan.fire, now, plan.next_run, plan.end_note, missed=plan.missed,
-            timer_id=self.timer_id)
-        if claim is None:
-            return  # another timer claimed this slot first
-        self._start_launch(claim)
+            return None
+        return ClaimRequest(schedule, plan.fire, plan.next_run, plan.end_note, plan.missed)
 
     async def _owner_problem(self, owner: str) -> str | None:
-        state = await self.roles.owner_state(owner)
-        if state == "active":
-            return None
-        return "owner inactive" if state == "inactive" else "owner no longer exists"
+        return _owner_reason(await self.roles.owner_state(owner))
 
     def _start_launch(self, claim: Claim) -> None:
         self.stats.fires += 1
@@ -279,8 +314,15 @@ class Timer:
             self._start_launch(Claim(schedule=schedule, run=run))
         return handled
 
+    async def _until(self, instant: datetime) -> None:
+        """Sleep until ``instant`` on the wall clock the slots are on: never early."""
+        while (remaining := (instant - self.clock()).total_seconds()) > 0:
+            await self.sleep(remaining)
+
     async def _launch(self, claim: Claim) -> None:
         schedule = claim.schedule
+        if claim.run.trigger == "timer":
+            await self._until(claim.run.slot)
         async with self._slots:
             outcome = LaunchOutcome("retry", reason="not attempted")
             for attempt in range(1, self.launch_attempts + 1):
@@ -291,18 +333,40 @@ class Timer:
                     outcome = LaunchOutcome("retry", reason=f"launch error: {exc!r}"[:300])
                 if outcome.kind != "retry" or attempt == self.launch_attempts:
                     break
-                await asyncio.sleep(self.backoff(attempt))
-            status = {"launched": "launched", "rejected": "rejected"}.get(outcome.kind, "failed")
-            if status != "launched":
-                self.stats.failures += 1
-                log.warning("schedule %s slot %s %s: %s", schedule.id, claim.run.slot,
-                            status, outcome.reason)
-            else:
-                log.info("schedule %s slot %s launched %s", schedule.id, claim.run.slot,
-                         outcome.fid)
-            await self.store.record_launch(claim.run, status, self.clock(), fid=outcome.fid,
-                                           reason=outcome.reason)
-        self._publish()
+                await self.sleep(self.backoff(attempt))
+        status = {"launched": "launched", "rejected": "rejected"}.get(outcome.kind, "failed")
+        if status != "launched":
+            self.stats.failures += 1
+            log.warning("schedule %s slot %s %s: %s", schedule.id, claim.run.slot,
+                        status, outcome.reason)
+        else:
+            log.info("schedule %s slot %s launched %s", schedule.id, claim.run.slot,
+                     outcome.fid)
+        # recorded by the writer, many per transaction
+        self._results.append((claim.run, status, self.clock(), outcome.fid, outcome.reason))
+        self._results_waiting.set()
+
+    async def _write_results(self) -> None:
+        while True:
+            await self._results_waiting.wait()
+            await asyncio.sleep(0.02)  # gather what arrives meanwhile into one transaction
+            try:
+                await self._flush_results()
+            except Exception:
+                log.exception("recording launch results failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def _flush_results(self) -> None:
+        while self._results:
+            chunk, self._results = self._results[:self.batch], self._results[self.batch:]
+            if not self._results:
+                self._results_waiting.clear()
+            try:
+                await self.store.record_launches(chunk)
+            except Exception:
+                self._results[:0] = chunk  # kept for the next try
+                raise
+            self._publish()
 
     # ---- following executions ----------------------------------------------------
 
@@ -318,23 +382,31 @@ class Timer:
                 pass
 
     async def follow(self) -> int:
-        """Poll kodosumi for every launched execution; record those that ended."""
-        ended = 0
-        for run in await self.store.active_runs():
-            if run.fid is None:
-                continue
-            status = await self.launcher.status(run.fid, run.owner)
-            now = self.clock()
+        """Poll kodosumi for every launched execution, concurrently (within the launch
+        limit); record what changed in one transaction. Launching comes first: while
+        launches are in flight, following waits for its next round."""
+        if self._launches:
+            return 0
+        runs = [run for run in await self.store.active_runs() if run.fid is not None]
+
+        async def status_of(run: RunRow) -> str | None:
+            assert run.fid is not None
+            async with self._slots:
+                return await self.launcher.status(run.fid, run.owner)
+
+        statuses = await asyncio.gather(*(status_of(run) for run in runs))
+        now = self.clock()
+        changes: list[RunChange] = []
+        for run, status in zip(runs, statuses, strict=True):
             if status in ("finished", "error"):
-                await self.store.finish_run(run, status, now)
-                ended += 1
+                changes.append((run, status, now, None))
             elif status in ("starting", "running", "awaiting"):
                 if run.status != "running":
-                    await self.store.finish_run(run, "running", now)
+                    changes.append((run, "running", now, None))
             elif status is None and run.fired_at and now - run.fired_at > FOLLOW_GIVE_UP:
-                await self.store.finish_run(run, "unknown", now,
-                                            reason="kodosumi does not know this execution")
-        return ended
+                changes.append((run, "unknown", now, "kodosumi does not know this execution"))
+        await self.store.finish_runs(changes)
+        return sum(1 for _, status, _, _ in changes if status in ("finished", "error"))
 
     def _publish(self) -> None:
         if self.on_stats is not None:
@@ -342,3 +414,9 @@ class Timer:
                 self.on_stats(self.stats)
             except Exception:
                 log.debug("publishing timer stats failed", exc_info=True)
+
+
+def _owner_reason(state: OwnerState) -> str | None:
+    if state == "active":
+        return None
+    return "owner inactive" if state == "inactive" else "owner no longer exists"

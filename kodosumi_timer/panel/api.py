@@ -59,9 +59,14 @@ def _spec(description: str) -> ResponseSpec:
 COMMON = {401: _spec("no valid token or session"),
           403: _spec("not allowed (cross-site request, or operators only)"),
           422: _spec("invalid input; `field` names the culprit")}
+# `/schedule/preview` is a route of its own (POST only): GET, PUT or DELETE of a schedule
+# whose id would be "preview" get the router's 405
+ONE = {**COMMON, 404: _spec("no such schedule of yours"),
+       405: ResponseSpec(data_container=None,
+                         description="`preview` is not a schedule id (POST-only route)")}
 NOT_FOUND = {**COMMON, 404: _spec("no such schedule of yours")}
 INVALID = COMMON
-EDIT = {**NOT_FOUND, 409: _spec("changed meanwhile (stale `version`) or not editable")}
+EDIT = {**ONE, 409: _spec("changed meanwhile (stale `version`) or not editable")}
 ACT = {**NOT_FOUND, 409: _spec("not possible in the schedule's state")}
 
 
@@ -234,7 +239,7 @@ class ScheduleController(Controller):
                 times=[PreviewTime(utc=instant, local=local, dst_note=note)])
         raise InvalidInput("give either cron_expression or run_at", field="cron_expression")
 
-    @get("/{schedule_id:str}", summary="Get a schedule", responses=NOT_FOUND)
+    @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE)
     async def get_schedule(self, request: Request[Any, Any, Any], state: State,
                            schedule_id: FromPath[str]) -> ScheduleResponse:
         return to_response(await _visible(services_from(state), request, schedule_id))
@@ -257,7 +262,7 @@ class ScheduleController(Controller):
         return to_response(updated, notes)
 
     @delete("/{schedule_id:str}", summary="Delete a schedule", status_code=204,
-            description="Deletes the schedule and its run history.", responses=NOT_FOUND)
+            description="Deletes the schedule and its run history.", responses=ONE)
     async def delete_schedule(self, request: Request[Any, Any, Any], state: State,
                               schedule_id: FromPath[str]) -> None:
         services = services_from(state)

@@ -5,22 +5,24 @@ schedule's ``next_run`` (a row count of 1 means "mine"), and the run row for it 
 inserted in the same transaction; the unique (schedule, slot, attempt) key backs it.
 """
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from kodosumi_timer.store import migrate
-from kodosumi_timer.store.tables import RunRow, ScheduleRow
+from kodosumi_timer.store.tables import RunRow, ScheduleRow, UTCDateTime
 
 ACTIVE_RUN_STATES = ("launched", "running")
+MISSED_RUN_REASON = "timer was not running at this time"
 FINAL_RUN_STATES = ("finished", "error", "skipped", "missed", "rejected", "failed", "unknown")
 
 
@@ -62,8 +64,53 @@ class ScheduleFilter:
 
 @dataclass(frozen=True)
 class Claim:
+    """A slot this timer won. ``run.id`` is None for a batch claim: its run is known by
+    its unique key (schedule, slot, attempt)."""
+
     schedule: ScheduleRow
     run: RunRow
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One slot of a due batch to claim, planned by the timer."""
+
+    schedule: ScheduleRow
+    slot: datetime
+    next_run: datetime | None
+    end_note: str | None
+    missed: Sequence[datetime] = ()
+
+
+# A launch result to record: (run, status, when, fid, reason)
+LaunchResult = tuple[RunRow, str, datetime, "str | None", "str | None"]
+# A followed execution's change: (run, status, when, reason)
+RunChange = tuple[RunRow, str, datetime, "str | None"]
+
+RUNS = cast(Table, RunRow.__table__)
+SCHEDULES = cast(Table, ScheduleRow.__table__)
+
+# One conditional UPDATE claims a whole due batch: a row moves on only if its next_run is
+# still the one the timer read; RETURNING says which rows are ours. The batch is passed
+# as arrays (PostgreSQL) or as JSON (SQLite), so the statement text never changes and is
+# prepared once; building a CASE per row cost more than the update itself.
+_CLAIM_SET = """next_run = v.new_next, last_run = v.slot, run_count = s.run_count + 1,
+    updated = :now, state = CASE WHEN v.ended THEN 'done' ELSE s.state END,
+    note = CASE WHEN v.ended THEN v.note ELSE s.note END"""
+CLAIM_PG = text(f"""UPDATE schedule AS s SET {_CLAIM_SET}
+FROM unnest(CAST(:ids AS varchar[]), CAST(:olds AS timestamptz[]),
+            CAST(:news AS timestamptz[]), CAST(:slots AS timestamptz[]),
+            CAST(:ended AS boolean[]), CAST(:notes AS text[]))
+     AS v(id, old_next, new_next, slot, ended, note)
+WHERE s.id = v.id AND s.next_run = v.old_next AND s.state = 'active'
+RETURNING s.id""").bindparams(bindparam("now", type_=UTCDateTime))
+# SQLite (3.35+): RETURNING names the target's columns bare
+CLAIM_SQLITE = text(f"""UPDATE schedule AS s SET {_CLAIM_SET}
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS old_next, value ->> 2 AS new_next,
+             value ->> 3 AS slot, value ->> 4 AS ended, value ->> 5 AS note
+      FROM json_each(:batch)) AS v
+WHERE s.id = v.id AND s.next_run = v.old_next AND s.state = 'active'
+RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime))
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -235,6 +282,131 @@ class Store:
             # the whole transaction, the schedule's move included, is rolled back
             return None
         return Claim(schedule=schedule, run=run)
+
+    async def claim_many(self, requests: Sequence[ClaimRequest], now: datetime,
+                         timer_id: str | None = None) -> list[Claim]:
+        """Claim a batch of slots in one transaction; the slots another timer moved on
+        are left out. Falls back to one ``claim`` each if the batch hits the unique key."""
+        if not requests:
+            return []
+        try:
+            return await self._claim_batch(requests, now, timer_id)
+        except IntegrityError:
+            claims = []
+            for r in requests:
+                claim = await self.claim(r.schedule, r.slot, now, r.next_run, r.end_note,
+                                         missed=r.missed, timer_id=timer_id)
+                if claim is not None:
+                    claims.append(claim)
+            return claims
+
+    async def _claim_batch(self, requests: Sequence[ClaimRequest], now: datetime,
+                           timer_id: str | None) -> list[Claim]:
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                result = await conn.execute(CLAIM_PG, {
+                    "now": now, "ids": [r.schedule.id for r in requests],
+                    "olds": [r.schedule.next_run for r in requests],
+                    "news": [r.next_run for r in requests],
+                    "slots": [r.slot for r in requests],
+                    "ended": [r.next_run is None for r in requests],
+                    "notes": [r.end_note for r in requests]})
+            else:
+                dialect = self.engine.dialect
+                stamp = SCHEDULES.c.next_run.type.dialect_impl(dialect).bind_processor(dialect)
+                assert stamp is not None
+                batch = json.dumps([[r.schedule.id, stamp(r.schedule.next_run),
+                                     stamp(r.next_run), stamp(r.slot), r.next_run is None,
+                                     r.end_note] for r in requests])
+                result = await conn.execute(CLAIM_SQLITE, {"now": now, "batch": batch})
+            mine = {row[0] for row in result}
+            won = [r for r in requests if r.schedule.id in mine]
+            if not won:
+                return []
+            rows: list[dict[str, Any]] = []
+            for r in won:
+                for missed_slot in r.missed:
+                    rows.append(self._run_values(r.schedule, missed_slot, "missed", now,
+                                                 timer_id, reason=MISSED_RUN_REASON))
+                rows.append(self._run_values(r.schedule, r.slot, "unknown", now, timer_id))
+            await conn.execute(insert(RUNS), rows)  # one executemany, no RETURNING
+        return [Claim(schedule=r.schedule,
+                      run=RunRow(**self._run_values(r.schedule, r.slot, "unknown", now,
+                                                    timer_id)))
+                for r in won]
+
+    @staticmethod
+    def _run_values(schedule: ScheduleRow, slot: datetime, status: str, now: datetime,
+                    timer_id: str | None, reason: str | None = None) -> dict[str, Any]:
+        return dict(schedule_id=schedule.id, owner=schedule.owner, slot=slot, attempt=1,
+                    trigger="timer", status=status,
+                    fired_at=now if status == "unknown" else None, fid=None, reason=reason,
+                    timer_id=timer_id,
+                    finished_at=now if status in ("missed", "skipped", "failed") else None)
+
+    async def active_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
+        """Which of these schedules still have an execution running (``has_active_run``
+        for a whole batch)."""
+        if not schedule_ids:
+            return set()
+        query = select(RUNS.c.schedule_id).where(
+            RUNS.c.schedule_id.in_(schedule_ids),
+            RUNS.c.status.in_((*ACTIVE_RUN_STATES, "queued"))).distinct()
+        async with self.engine.connect() as conn:
+            return {row[0] for row in await conn.execute(query)}
+
+    async def record_launches(self, results: Sequence[LaunchResult]) -> None:
+        """``record_launch`` for many runs in one transaction; runs are found by their
+        unique key, so batch claims (whose run has no id yet) are recorded too."""
+        if not results:
+            return
+        run_rows, schedule_rows = [], []
+        for run, status, at, fid, reason in results:
+            done = status not in ACTIVE_RUN_STATES
+            run_rows.append({"b_schedule": run.schedule_id, "b_slot": run.slot,
+                             "b_attempt": run.attempt, "b_status": status, "b_fid": fid,
+                             "b_reason": reason, "b_at": at,
+                             "b_finished": at if done else None})
+            schedule_rows.append({"b_schedule": run.schedule_id, "b_fid": fid,
+                                  "b_status": status, "b_at": at})
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(RUNS).where(RUNS.c.schedule_id == bindparam("b_schedule"),
+                                   RUNS.c.slot == bindparam("b_slot"),
+                                   RUNS.c.attempt == bindparam("b_attempt")).values(
+                    status=bindparam("b_status"), fid=bindparam("b_fid"),
+                    reason=bindparam("b_reason"), fired_at=bindparam("b_at"),
+                    finished_at=bindparam("b_finished")), run_rows)
+            await conn.execute(
+                update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
+                    last_fid=bindparam("b_fid"), last_status=bindparam("b_status"),
+                    updated=bindparam("b_at")), schedule_rows)
+        for run, status, at, fid, reason in results:
+            run.status, run.fid, run.reason, run.fired_at = status, fid, reason, at
+
+    async def finish_runs(self, changes: Sequence[RunChange]) -> None:
+        """``finish_run`` for many runs in one transaction."""
+        if not changes:
+            return
+        run_rows, schedule_rows = [], []
+        for run, status, at, reason in changes:
+            done = status not in ACTIVE_RUN_STATES
+            run_rows.append({"b_id": run.id, "b_status": status,
+                             "b_reason": reason if reason is not None else run.reason,
+                             "b_finished": at if done else run.finished_at})
+            schedule_rows.append({"b_schedule": run.schedule_id, "b_fid": run.fid,
+                                  "b_status": status})
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(RUNS).where(RUNS.c.id == bindparam("b_id")).values(
+                    status=bindparam("b_status"), reason=bindparam("b_reason"),
+                    finished_at=bindparam("b_finished")), run_rows)
+            await conn.execute(
+                update(SCHEDULES).where(
+                    SCHEDULES.c.id == bindparam("b_schedule"),
+                    or_(SCHEDULES.c.last_fid == bindparam("b_fid"),
+                        SCHEDULES.c.last_fid.is_(None))).values(
+                    last_status=bindparam("b_status")), schedule_rows)
 
     async def skip_slots(
         self,

@@ -73,6 +73,9 @@ class FakeRoles:
     async def owner_state(self, owner: str) -> str:
         return self.states.get(owner, "active")
 
+    async def owner_states(self, owners) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        return {owner: self.states.get(owner, "active") for owner in owners}
+
     async def is_operator(self, owner: str) -> bool:
         return owner in self.operators
 

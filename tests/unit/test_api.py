@@ -57,6 +57,9 @@ def _assert_422(r, field):
     ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
     ({"schedule_type": "sometimes"}, "schedule_type"),
     ({"run_at": "tomorrow-ish"}, "run_at"),
+    ({"run_at": "1700000000"}, "run_at"),  # digits are not read as seconds since 1970
+    ({"run_at": 1700000000}, "run_at"),
+    ({"run_at": "2027-01-04"}, "run_at"),  # a date without a time
     ({"title": "x" * 201}, "title"),
     ({"surprise": 1}, "surprise"),
 ])

@@ -225,3 +225,49 @@ async def test_end_at_and_max_runs_end_the_schedule(store):
     back = await store.get_schedule(row.id)
     assert back.state == "done" and back.next_run is None and "max_runs" in back.note
     assert back.run_count == 2
+
+
+async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
+    # issue 8: a slot within claim_ahead is claimed now; its launch waits for the slot
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    launched_at = []
+
+    class Recording(FakeLauncher):
+        async def launch(self, flow_url, owner, inputs):  # type: ignore[no-untyped-def]
+            launched_at.append(clock())
+            return await super().launch(flow_url, owner, inputs)
+
+    async def sleep(seconds: float) -> None:  # the injected clock moves, nothing waits
+        clock.advance(seconds=seconds)
+
+    timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
+    assert await timer.seconds_to_next() == 0.0  # wake claim_ahead before the slot
+    assert await timer.fire_due() == 1
+    runs, _ = await store.runs(row.id)
+    assert [r.status for r in runs] == ["unknown"]  # claimed before the slot
+    await timer.drain()
+    assert launched_at == [slot]
+    runs, _ = await store.runs(row.id)
+    assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
+
+
+async def test_not_claimed_when_beyond_claim_ahead(store):
+    await store.add_schedule(schedule(next_run=T0 + timedelta(seconds=3)))
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher, claim_ahead=1.0)
+    assert await timer.fire_due() == 0
+    assert await timer.seconds_to_next() == pytest.approx(2.0)
+
+
+def test_outcome_of_reads_the_panel_like_before():
+    from kodosumi_timer.bridge import outcome_of
+
+    assert outcome_of(200, '{"result": "f1"}', "/f/").kind == "launched"
+    assert outcome_of(200, '{"errors": {"n": ["too big"]}}', "/f/").kind == "rejected"
+    assert outcome_of(404, "", "/f/").kind == "retry"
+    assert outcome_of(500, "Traceback...\nValueError: x", "/f/").reason == \
+        "panel answered HTTP 500: ValueError: x"
+    assert outcome_of(403, "", "/f/").kind == "failed"
+    assert outcome_of(200, "not json", "/f/").reason == "panel answered with no JSON"
