@@ -4,7 +4,7 @@ import asyncio
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -110,15 +110,12 @@ def status(ray_server: str | None) -> None:
         sys.exit(3)
 
     async def due_next_hour() -> tuple[int, list[str]]:
-        from datetime import timedelta
-
         from kodosumi_timer.system import status_lines
 
         store = await open_store(settings.TIMER_DATABASE, migrate_schema=False)
         try:
             now = datetime.now(UTC)
-            due = await store.count_due_between(now - timedelta(days=36500),
-                                                now + timedelta(hours=1))
+            due = await store.count_due_before(now + timedelta(hours=1))
             return due, await status_lines(store)
         finally:
             await store.close()

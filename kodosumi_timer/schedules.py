@@ -141,9 +141,6 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
             merged["run_at"] = None
         if data.schedule_type == "once" and "cron_expression" not in given:
             merged["cron_expression"] = None
-    if merged["schedule_type"] == "once":
-        merged["cron_expression"] = merged["cron_expression"] if "cron_expression" in given \
-            else None
     try:
         create = ScheduleCreate.model_validate(merged)
     except ValueError as exc:

@@ -16,7 +16,12 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from kodosumi_timer.store import migrate
 from kodosumi_timer.store.tables import RunRow, ScheduleRow, UTCDateTime
@@ -261,16 +266,7 @@ class Store:
             values["note"] = end_note
         try:
             async with self.session.begin() as s:
-                result = await s.execute(
-                    update(ScheduleRow)
-                    .where(
-                        ScheduleRow.id == schedule.id,
-                        ScheduleRow.next_run == schedule.next_run,
-                        ScheduleRow.state == "active",
-                    )
-                    .values(**values)
-                )
-                if result.rowcount != 1:  # type: ignore[attr-defined]
+                if not await self._advance(s, schedule, values):
                     return None
                 for missed_slot in missed:
                     s.add(self._run(schedule, missed_slot, "missed", now, timer_id,
@@ -428,20 +424,22 @@ class Store:
         if records:
             values["last_status"] = records[-1][1]
         async with self.session.begin() as s:
-            result = await s.execute(
-                update(ScheduleRow)
-                .where(
-                    ScheduleRow.id == schedule.id,
-                    ScheduleRow.next_run == schedule.next_run,
-                    ScheduleRow.state == "active",
-                )
-                .values(**values)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if not await self._advance(s, schedule, values):
                 return False
             for slot, status, reason in records:
                 s.add(self._run(schedule, slot, status, now, timer_id, reason=reason))
         return True
+
+    @staticmethod
+    async def _advance(s: AsyncSession, schedule: ScheduleRow, values: dict[str, Any]) -> bool:
+        """Move the schedule on, only if its next_run is still the one the timer read
+        (the exactly-once guard shared by claiming and skipping slots)."""
+        result = await s.execute(
+            update(ScheduleRow)
+            .where(ScheduleRow.id == schedule.id, ScheduleRow.next_run == schedule.next_run,
+                   ScheduleRow.state == "active")
+            .values(**values))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     @staticmethod
     def _run(schedule: ScheduleRow, slot: datetime, status: str, now: datetime,
@@ -551,10 +549,10 @@ class Store:
             total = (await s.execute(count)).scalar_one()
         return rows, total
 
-    async def count_due_between(self, start: datetime, end: datetime) -> int:
+    async def count_due_before(self, until: datetime) -> int:
+        """Active schedules due at or before ``until`` (overdue ones included)."""
         query = select(func.count()).select_from(ScheduleRow).where(
-            ScheduleRow.next_run > start, ScheduleRow.next_run <= end,
-            ScheduleRow.state == "active")
+            ScheduleRow.next_run <= until, ScheduleRow.state == "active")
         async with self.session() as s:
             return int((await s.execute(query)).scalar_one())
 

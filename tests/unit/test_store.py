@@ -150,3 +150,61 @@ async def test_claim_of_an_already_recorded_slot_changes_nothing(store):
     assert await store.claim(row, T0, T0, None, "ran once") is None
     back = await store.get_schedule(row.id)
     assert back.state == "active" and back.next_run == T0 and back.run_count == 0
+
+
+def _requests(rows, next_run=None):
+    from kodosumi_timer.store.repository import ClaimRequest
+
+    return [ClaimRequest(r, T0, next_run, "ran once" if next_run is None else None,
+                         missed=[T0 - timedelta(minutes=1)]) for r in rows]
+
+
+async def test_batch_claims_race_and_fire_once(store):
+    rows = [await store.add_schedule(schedule()) for _ in range(30)]
+    # two "timers" claim the same batch at once: every slot goes to exactly one
+    x, y = await asyncio.gather(store.claim_many(_requests(rows), T0, "x"),
+                                store.claim_many(_requests(rows), T0, "y"))
+    assert sorted(c.schedule.id for c in [*x, *y]) == sorted(r.id for r in rows)
+    async with store.session() as s:
+        runs = (await s.execute(select(RunRow))).scalars().all()
+    assert sorted(r.status for r in runs) == ["missed"] * 30 + ["unknown"] * 30
+    back = await store.get_schedule(rows[0].id)
+    assert back.state == "done" and back.note == "ran once" and back.run_count == 1
+
+
+async def test_batch_claim_leaves_out_a_schedule_that_moved_on(store):
+    moved, kept = await store.add_schedule(schedule()), await store.add_schedule(schedule())
+    await store.claim(moved, T0, T0, T0 + timedelta(hours=1), None)
+    claims = await store.claim_many(_requests([moved, kept], next_run=T0 + timedelta(days=1)),
+                                    T0)
+    assert [c.schedule.id for c in claims] == [kept.id]
+    assert (await store.get_schedule(moved.id)).next_run == T0 + timedelta(hours=1)
+    assert (await store.get_schedule(kept.id)).next_run == T0 + timedelta(days=1)
+
+
+async def test_batch_results_are_recorded_by_the_runs_key(store):
+    rows = [await store.add_schedule(schedule()) for _ in range(3)]
+    claims = await store.claim_many(_requests(rows), T0)
+    assert await store.active_schedule_ids([r.id for r in rows]) == set()
+    later = T0 + timedelta(seconds=1)
+    await store.record_launches([(claims[0].run, "launched", later, "f0", None),
+                                 (claims[1].run, "failed", later, None, "panel unreachable")])
+    assert await store.active_schedule_ids([r.id for r in rows]) == {rows[0].id}
+    [active] = await store.active_runs()
+    await store.finish_runs([(active, "finished", later + timedelta(seconds=5), None)])
+    by_id = {r.id: await store.get_schedule(r.id) for r in rows}
+    assert by_id[rows[0].id].last_status == "finished" and by_id[rows[0].id].last_fid == "f0"
+    assert by_id[rows[1].id].last_status == "failed"
+    runs, _ = await store.runs(rows[1].id)
+    assert [(r.status, r.reason) for r in runs if r.slot == T0] == [
+        ("failed", "panel unreachable")]
+    runs, _ = await store.runs(rows[2].id)
+    assert [r.status for r in runs if r.slot == T0] == ["unknown"]  # no result yet
+
+
+async def test_count_due_before_includes_overdue(store):
+    await store.add_schedule(schedule(next_run=T0 - timedelta(days=400)))
+    await store.add_schedule(schedule(next_run=T0 + timedelta(minutes=30)))
+    await store.add_schedule(schedule(next_run=T0 + timedelta(hours=2)))
+    await store.add_schedule(schedule(next_run=T0, state="paused"))
+    assert await store.count_due_before(T0 + timedelta(hours=1)) == 2
