@@ -19,14 +19,15 @@ from jose import jwt
 from sqlalchemy import Boolean, Column, MetaData, Table, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-LaunchKind = Literal["launched", "rejected", "retry", "failed"]
+LaunchKind = Literal["launched", "rejected", "retry", "failed", "unknown"]
 OwnerState = Literal["active", "inactive", "missing"]
 
 
 @dataclass(frozen=True)
 class LaunchOutcome:
     """``launched`` with a fid; ``rejected`` (input errors, not retried); ``retry``
-    (transient: panel or Serve unreachable, 5xx); ``failed`` (permanent, not retried)."""
+    (transient: panel or Serve unreachable, 5xx); ``failed`` (permanent, not retried);
+    ``unknown`` (sent, but no answer: it may have started, so it is not retried)."""
 
     kind: LaunchKind
     fid: str | None = None
@@ -126,15 +127,19 @@ class PanelLauncher:
     def session(self) -> aiohttp.ClientSession:
         """The shared session, made on first use inside the running loop."""
         if self._session is None:
+            # idle connections are dropped before the panel's (uvicorn: 5 s) would close
+            # them under a request
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.connections),
+                connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=2),
                 timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self._session
 
     def _headers(self, owner: str) -> dict[str, str]:
-        now = time.monotonic()
+        # the wall clock, as the token's own expiry: a suspended machine wakes with
+        # fresh tokens
+        now = time.time()
         cached = self._tokens.get(owner)
-        if cached is None or cached[0] < now:
+        if cached is None or not now < cached[0]:
             cached = (now + self.token_ttl / 3, mint_token(owner, self.token_ttl, self.secret))
             self._tokens[owner] = cached
         return {self.HEADER: cached[1], "Accept": "application/json"}
@@ -144,7 +149,14 @@ class PanelLauncher:
             async with self.session().post(self.base + flow_path(flow_url), json=inputs,
                                            headers=self._headers(owner)) as response:
                 return outcome_of(response.status, await response.text(), flow_url)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:  # never connected: safe to retry
+            return LaunchOutcome("retry", reason=f"panel unreachable: {exc.__class__.__name__}")
+        except TimeoutError:
+            # the request went out and no answer came: kodosumi may have started it, and
+            # a second attempt could run it twice
+            return LaunchOutcome("unknown", reason=f"the panel did not answer within "
+                                 f"{self.timeout:.0f} s; the execution may have started")
+        except aiohttp.ClientError as exc:
             return LaunchOutcome("retry", reason=f"panel unreachable: {exc.__class__.__name__}")
 
     async def status(self, fid: str, owner: str) -> str | None:
@@ -162,6 +174,7 @@ class PanelLauncher:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
 
 def role_uuid(owner: str) -> uuid.UUID | None:

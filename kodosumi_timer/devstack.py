@@ -279,25 +279,33 @@ class ProcessGroup:
         """
         stopped: list[psutil.Process] = []
         while self.children:
-            child = self.children.pop()
-            procs = _process_tree(child.process)
-            _signal_all([child.process], signal.SIGTERM)
-            psutil.wait_procs([child.process], timeout=timeout)
-            # Descendants the child did not stop, and any it started meanwhile.
-            procs += [p for p in _process_tree(child.process) if p not in procs]
-            left = [p for p in procs if _is_alive(p)]
-            _signal_all(left, signal.SIGTERM)
-            _, left = psutil.wait_procs(left, timeout=min(timeout, 5))
-            left = [p for p in left if _is_alive(p)]
-            _signal_all(left, signal.SIGKILL)
-            psutil.wait_procs(left, timeout=timeout)
-            with suppress(subprocess.TimeoutExpired):
-                child.popen.wait(timeout=1)  # reap our direct child
-            stopped.extend(procs)
-            killed = f", {len(left)} killed" if left else ""
-            self._progress(f"stopped {child.name} (pid {child.pid}, "
-                           f"{len(procs)} processes{killed})")
+            stopped.extend(self._stop_child(self.children.pop(), timeout))
         return stopped
+
+    def stop(self, name: str, timeout: float = 15) -> None:
+        """Stop the newest child called ``name`` (a test taking one part away)."""
+        child = next(c for c in reversed(self.children) if c.name == name)
+        self.children.remove(child)
+        self._stop_child(child, timeout)
+
+    def _stop_child(self, child: Child, timeout: float) -> list[psutil.Process]:
+        procs = _process_tree(child.process)
+        _signal_all([child.process], signal.SIGTERM)
+        psutil.wait_procs([child.process], timeout=timeout)
+        # Descendants the child did not stop, and any it started meanwhile.
+        procs += [p for p in _process_tree(child.process) if p not in procs]
+        left = [p for p in procs if _is_alive(p)]
+        _signal_all(left, signal.SIGTERM)
+        _, left = psutil.wait_procs(left, timeout=min(timeout, 5))
+        left = [p for p in left if _is_alive(p)]
+        _signal_all(left, signal.SIGKILL)
+        psutil.wait_procs(left, timeout=timeout)
+        with suppress(subprocess.TimeoutExpired):
+            child.popen.wait(timeout=1)  # reap our direct child
+        killed = f", {len(left)} killed" if left else ""
+        self._progress(f"stopped {child.name} (pid {child.pid}, "
+                       f"{len(procs)} processes{killed})")
+        return procs
 
     def __enter__(self) -> Self:
         return self

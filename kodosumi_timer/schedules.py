@@ -160,7 +160,11 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
     if retime:
         create = create.model_copy(update={"timezone": _zone(create.timezone)})
         end_at = _aware(create.end_at, create.timezone, "end_at")
-        first, notes = _first_fire(create, now)
+        # a cron slot the timer already claimed (up to KODO_TIMER_CLAIM_AHEAD before
+        # it) is not offered again
+        after = max(now, row.last_run) if row.last_run and create.schedule_type == "cron" \
+            else now
+        first, notes = _first_fire(create, after)
         if end_at is not None and end_at < first:
             raise InvalidInput("end_at is before the first fire time", field="end_at")
         values.update(
@@ -179,7 +183,9 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
 def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:
     """Resume from now: the next slot after now, never a burst of missed ones."""
     if row.schedule_type == "cron" and row.cron_expression:
-        times = cron.next_fire_times(row.cron_expression, row.timezone, now, 1)
+        # never the slot that was last claimed (it may lie just ahead: claim-ahead)
+        after = max(now, row.last_run) if row.last_run else now
+        times = cron.next_fire_times(row.cron_expression, row.timezone, after, 1)
         nxt = times[0] if times else None
         if nxt is None or (row.end_at is not None and nxt > row.end_at):
             return {"state": "done", "next_run": None, "note": "no fire time left",

@@ -293,15 +293,17 @@ def plan_change(row: ScheduleRow, entry: SystemEntry, now: datetime,
     if entry.expose_name and entry.expose_name[:200] != row.expose_name:
         values["expose_name"] = entry.expose_name[:200]
     retimed = "cron_expression" in values or "timezone" in values
+    # never offer again a slot the timer already claimed (claim-ahead)
+    after = max(now, row.last_run) if row.last_run else now
     disabled_note = DISABLED_NOTES[entry.source]
     if not entry.enabled:
         if row.state != "paused" or row.note != disabled_note:
             values.update(state="paused", next_run=None, note=disabled_note)
     elif (row.state == "paused" and row.note in DISABLED_NOTES.values()) \
             or row.state == "done":
-        values.update(state="active", next_run=_first_fire(entry, now), note=None)
+        values.update(state="active", next_run=_first_fire(entry, after), note=None)
     elif row.state == "active" and (retimed or row.next_run is None):
-        values["next_run"] = _first_fire(entry, now)
+        values["next_run"] = _first_fire(entry, after)
     return values
 
 

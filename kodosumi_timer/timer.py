@@ -24,8 +24,15 @@ log = logging.getLogger("kodosumi_timer.timer")
 
 MISSED_REASON = "the timer was not running at this time"
 OVERLAP_REASON = "the previous execution was still running (overlap=skip)"
+PAUSED_REASON = "the schedule was paused before this slot"
+CHANGED_REASON = "the schedule was changed within a second of this slot; the change " \
+    "applies from the next slot"
 # an execution kodosumi still does not know after this long is recorded unknown
 FOLLOW_GIVE_UP = timedelta(minutes=10)
+# while launches are in flight following waits, but at most this many seconds
+FOLLOW_AT_LEAST = 30.0
+# slots claimed ahead are re-read this long before the first of them
+RECHECK_LEAD = timedelta(seconds=0.1)
 
 
 def utcnow() -> datetime:
@@ -125,6 +132,7 @@ class Timer:
         self._launches: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._seen = 0
+        self._followed = 0.0  # time.monotonic() of the last follow round
         self.sleeping = False  # observable by tests and status output
 
     def stop(self) -> None:
@@ -140,7 +148,7 @@ class Timer:
 
     async def run(self) -> None:
         log.info("timer %s started", self.timer_id)
-        # one-time costs (the JWT library, the HTTP session) now, not at the first slot
+        # a one-time cost (the JWT library's first signature) now, not at the first slot
         mint_token("warm-up", 1, "warm-up")
         follower = asyncio.create_task(self._follow_loop())
         writer = asyncio.create_task(self._write_results())
@@ -158,7 +166,8 @@ class Timer:
                 await self._sleep(delay)
         finally:
             follower.cancel()
-            writer.cancel()
+            writer.cancel()  # a chunk it was writing goes back to the queue
+            await asyncio.gather(follower, writer, return_exceptions=True)
             await self.drain()
             log.info("timer %s stopped", self.timer_id)
 
@@ -248,9 +257,22 @@ class Timer:
                 continue
             if request is not None:
                 requests.append(request)
-        for claim in await self.store.claim_many(requests, now, self.timer_id):
-            self._start_launch(claim)
+        claims = await self.store.claim_many(requests, now, self.timer_id)
+        if claims:
+            log.info("claimed %d slot(s) due %s to %s", len(claims),
+                     min(c.run.slot for c in claims), max(c.run.slot for c in claims))
+        ahead = [c.run.slot for c in claims if c.run.slot > now + RECHECK_LEAD]
+        # claimed ahead: shortly before the slot, read the schedules again (one query),
+        # so that a pause, an edit or a delete in the meantime is honoured
+        gate = asyncio.create_task(self._recheck(claims, min(ahead))) if ahead else None
+        for claim in claims:
+            self._start_launch(claim, gate)
         return len(batch)
+
+    async def _recheck(self, claims: Sequence[Claim], first_slot: datetime
+                       ) -> dict[str, ScheduleRow]:
+        await self._until(first_slot - RECHECK_LEAD)
+        return await self.store.schedules_by_id([c.schedule.id for c in claims])
 
     async def _prepare(self, schedule: ScheduleRow, now: datetime,
                        states: dict[str, OwnerState], busy: set[str]) -> ClaimRequest | None:
@@ -292,9 +314,10 @@ class Timer:
     async def _owner_problem(self, owner: str) -> str | None:
         return _owner_reason(await self.roles.owner_state(owner))
 
-    def _start_launch(self, claim: Claim) -> None:
+    def _start_launch(self, claim: Claim,
+                      gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         self.stats.fires += 1
-        task = asyncio.create_task(self._launch(claim))
+        task = asyncio.create_task(self._launch(claim, gate))
         self._launches.add(task)
         task.add_done_callback(self._launches.discard)
 
@@ -319,10 +342,29 @@ class Timer:
         while (remaining := (instant - self.clock()).total_seconds()) > 0:
             await self.sleep(remaining)
 
-    async def _launch(self, claim: Claim) -> None:
+    async def _launch(self, claim: Claim,
+                      gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         schedule = claim.schedule
         if claim.run.trigger == "timer":
             await self._until(claim.run.slot)
+        if gate is not None:
+            try:
+                current = (await gate).get(schedule.id)
+            except Exception:  # the store is away: launch what was claimed
+                log.warning("schedule %s: re-reading before its slot failed", schedule.id,
+                            exc_info=True)
+                current = schedule
+            if current is None:  # deleted before its slot; its runs went with it
+                log.info("schedule %s slot %s not launched: deleted before its slot",
+                         schedule.id, claim.run.slot)
+                return
+            if current.state == "paused" or current.version != schedule.version:
+                reason = (CHANGED_REASON if current.state != "paused" else PAUSED_REASON)
+                log.info("schedule %s slot %s skipped: %s", schedule.id, claim.run.slot,
+                         reason)
+                self._results.append((claim.run, "skipped", self.clock(), None, reason))
+                self._results_waiting.set()
+                return
         async with self._slots:
             outcome = LaunchOutcome("retry", reason="not attempted")
             for attempt in range(1, self.launch_attempts + 1):
@@ -334,14 +376,15 @@ class Timer:
                 if outcome.kind != "retry" or attempt == self.launch_attempts:
                     break
                 await self.sleep(self.backoff(attempt))
-        status = {"launched": "launched", "rejected": "rejected"}.get(outcome.kind, "failed")
+        status = {"launched": "launched", "rejected": "rejected",
+                  "unknown": "unknown"}.get(outcome.kind, "failed")
         if status != "launched":
             self.stats.failures += 1
             log.warning("schedule %s slot %s %s: %s", schedule.id, claim.run.slot,
                         status, outcome.reason)
-        else:
-            log.info("schedule %s slot %s launched %s", schedule.id, claim.run.slot,
-                     outcome.fid)
+        else:  # each launch is in the run history; the log says it per batch
+            log.debug("schedule %s slot %s launched %s", schedule.id, claim.run.slot,
+                      outcome.fid)
         # recorded by the writer, many per transaction
         self._results.append((claim.run, status, self.clock(), outcome.fid, outcome.reason))
         self._results_waiting.set()
@@ -353,20 +396,42 @@ class Timer:
             try:
                 await self._flush_results()
             except Exception:
-                log.exception("recording launch results failed; retrying")
+                log.exception("recording launch results failed; retrying in 1 s")
+                self._results_waiting.set()
                 await asyncio.sleep(1.0)
 
     async def _flush_results(self) -> None:
         while self._results:
             chunk, self._results = self._results[:self.batch], self._results[self.batch:]
-            if not self._results:
-                self._results_waiting.clear()
             try:
-                await self.store.record_launches(chunk)
-            except Exception:
-                self._results[:0] = chunk  # kept for the next try
+                await self._record(chunk)
+            except BaseException:  # cancelled included: kept for the next try
+                self._results[:0] = chunk
                 raise
             self._publish()
+        self._results_waiting.clear()
+
+    async def _record(self, chunk: list[LaunchResult]) -> None:
+        """One transaction for the chunk; if it fails while single rows can be written,
+        a bad row is logged (with its fid) and the others are kept."""
+        try:
+            await self.store.record_launches(chunk)
+            return
+        except Exception:
+            if len(chunk) == 1:
+                raise
+        failed = []
+        for result in chunk:
+            try:
+                await self.store.record_launches([result])
+            except Exception:
+                failed.append(result)
+        if len(failed) == len(chunk):  # the store itself is away: retry them all
+            raise RuntimeError(f"{len(chunk)} launch results could not be recorded")
+        for run, status, _, fid, _ in failed:
+            log.error("launch result of schedule %s slot %s (%s, fid %s) could not be "
+                      "recorded; the run stays unknown", run.schedule_id, run.slot, status,
+                      fid)
 
     # ---- following executions ----------------------------------------------------
 
@@ -384,9 +449,11 @@ class Timer:
     async def follow(self) -> int:
         """Poll kodosumi for every launched execution, concurrently (within the launch
         limit); record what changed in one transaction. Launching comes first: while
-        launches are in flight, following waits for its next round."""
-        if self._launches:
+        launches are in flight, following waits, but never longer than
+        ``FOLLOW_AT_LEAST`` seconds."""
+        if self._launches and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
             return 0
+        self._followed = time.monotonic()
         runs = [run for run in await self.store.active_runs() if run.fid is not None]
 
         async def status_of(run: RunRow) -> str | None:

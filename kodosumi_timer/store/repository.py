@@ -274,8 +274,15 @@ class Store:
                 run = self._run(schedule, slot, "unknown", now, timer_id, trigger=trigger)
                 s.add(run)
         except IntegrityError:
-            # the unique (schedule, slot, attempt) key: someone recorded this slot already;
-            # the whole transaction, the schedule's move included, is rolled back
+            # the unique (schedule, slot, attempt) key: this slot is recorded already (it
+            # was claimed ahead, then the schedule was resumed or re-timed onto it). The
+            # transaction was rolled back as a whole; move the schedule past the slot
+            # without a second record, so that it neither fires twice nor stalls here.
+            moved: dict[str, Any] = {"next_run": next_run, "updated": now}
+            if next_run is None:
+                moved.update(state="done", note=end_note)
+            async with self.session.begin() as s:
+                await self._advance(s, schedule, moved)
             return None
         return Claim(schedule=schedule, run=run)
 
@@ -339,6 +346,14 @@ class Store:
                     fired_at=now if status == "unknown" else None, fid=None, reason=reason,
                     timer_id=timer_id,
                     finished_at=now if status in ("missed", "skipped", "failed") else None)
+
+    async def schedules_by_id(self, ids: Sequence[str]) -> dict[str, ScheduleRow]:
+        """The current rows of these schedules (missing: deleted), in one query."""
+        if not ids:
+            return {}
+        async with self.session() as s:
+            rows = (await s.execute(select(ScheduleRow).where(ScheduleRow.id.in_(ids))))
+            return {row.id: row for row in rows.scalars()}
 
     async def active_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
         """Which of these schedules still have an execution running (``has_active_run``

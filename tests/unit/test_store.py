@@ -141,15 +141,29 @@ async def test_filters(store):
     assert await ids(system=False) == {a.id, b.id}
 
 
-async def test_claim_of_an_already_recorded_slot_changes_nothing(store):
-    """The unique (schedule, slot, attempt) key backs the conditional UPDATE."""
+async def test_claim_of_an_already_recorded_slot_moves_on_without_a_second_record(store):
+    """The unique (schedule, slot, attempt) key backs the conditional UPDATE; a slot that
+    is recorded already (claimed ahead, then the schedule was resumed onto it) is passed,
+    never fired twice, and the schedule does not stall on it."""
     row = await store.add_schedule(schedule())
     async with store.session.begin() as s:
         s.add(RunRow(schedule_id=row.id, owner=row.owner, slot=T0, attempt=1,
                      trigger="timer", status="launched"))
-    assert await store.claim(row, T0, T0, None, "ran once") is None
+    later = T0 + timedelta(hours=1)
+    assert await store.claim(row, T0, T0, later, None) is None
     back = await store.get_schedule(row.id)
-    assert back.state == "active" and back.next_run == T0 and back.run_count == 0
+    assert back.state == "active" and back.next_run == later and back.run_count == 0
+    runs, total = await store.runs(row.id)
+    assert total == 1 and runs[0].status == "launched"
+    # and a batch claim of such a slot does the same through its fallback
+    async with store.session.begin() as s:
+        s.add(RunRow(schedule_id=row.id, owner=row.owner, slot=later, attempt=1,
+                     trigger="timer", status="launched"))
+    from kodosumi_timer.store.repository import ClaimRequest
+
+    assert await store.claim_many([ClaimRequest(back, later, None, "ran out")], T0) == []
+    back = await store.get_schedule(row.id)
+    assert back.state == "done" and back.next_run is None and back.note == "ran out"
 
 
 def _requests(rows, next_run=None):

@@ -271,3 +271,140 @@ def test_outcome_of_reads_the_panel_like_before():
         "panel answered HTTP 500: ValueError: x"
     assert outcome_of(403, "", "/f/").kind == "failed"
     assert outcome_of(200, "not json", "/f/").reason == "panel answered with no JSON"
+
+
+async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(store):
+    """Slots come from the store and the launch waits on the wall clock: a clock set
+    back (NTP step) while the launch task sleeps makes it sleep again, never fire early."""
+    slot = T0 + timedelta(seconds=0.8)
+    await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    launched_at = []
+    steps = iter([-5.0])  # the first sleep ends with the clock 5 s earlier
+
+    class Recording(FakeLauncher):
+        async def launch(self, flow_url, owner, inputs):  # type: ignore[no-untyped-def]
+            launched_at.append(clock())
+            return await super().launch(flow_url, owner, inputs)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds=next(steps, seconds))
+
+    timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
+    assert await timer.fire_due() == 1
+    await timer.drain()
+    assert launched_at == [slot]
+
+
+def _claimed_ahead(store, clock):
+    """A timer that claims 1 s ahead and whose sleeps wait for the test's go."""
+    go = asyncio.Event()
+    launcher = FakeLauncher()
+
+    async def sleep(seconds: float) -> None:
+        await go.wait()
+        clock.advance(seconds=seconds)
+
+    return make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep), launcher, go
+
+
+@pytest.mark.parametrize("change", ["pause", "edit", "delete"])
+async def test_a_change_between_the_early_claim_and_the_slot_is_honoured(store, change):
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    timer, launcher, go = _claimed_ahead(store, clock)
+    assert await timer.fire_due() == 1  # claimed, not launched yet
+    if change == "pause":
+        await store.pause(row.id, "paused by its owner", T0)
+    elif change == "edit":
+        assert await store.update_versioned(row.id, None, row.version, {"title": "new"})
+    else:
+        assert await store.delete_schedule(row.id)
+    go.set()
+    await timer.drain()
+    assert launcher.calls == []
+    runs, _ = await store.runs(row.id)
+    if change == "delete":
+        assert runs == []
+    else:
+        reason = {"pause": "paused before this slot", "edit": "changed within a second"}
+        assert [(r.status, reason[change] in r.reason) for r in runs] == [("skipped", True)]
+
+
+async def test_resume_onto_a_slot_claimed_ahead_does_not_offer_it_again(store):
+    from kodosumi_timer.schedules import resume_values
+
+    assert T0.hour == 8
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="0 8 * * *",
+                                            timezone="UTC", run_at=None, next_run=T0))
+    clock = Clock(T0 - timedelta(seconds=0.5))
+    timer, launcher, go = _claimed_ahead(store, clock)
+    assert await timer.fire_due() == 1
+    await store.pause(row.id, "paused", clock())
+    await store.update_schedule(row.id, resume_values(await store.get_schedule(row.id),
+                                                      clock()))
+    back = await store.get_schedule(row.id)
+    assert back.state == "active" and back.next_run == T0 + timedelta(days=1)
+    go.set()
+    await timer.drain()
+    assert await timer.seconds_to_next() > 0  # nothing stuck at the claimed slot
+
+
+async def test_results_survive_a_failing_store_and_a_cancelled_writer(store):
+    rows = [await store.add_schedule(schedule()) for _ in range(2)]
+    timer = make_timer(store)
+    assert await timer.fire_due() == 2
+    while timer._launches:
+        await asyncio.gather(*list(timer._launches))
+    real = store.record_launches
+
+    async def failing(results):  # type: ignore[no-untyped-def]
+        raise OSError("database away")
+
+    store.record_launches = failing
+    with pytest.raises(RuntimeError, match="2 launch results could not be recorded"):
+        await timer._flush_results()
+    assert len(timer._results) == 2  # kept for the next try
+
+    async def hanging(results):  # type: ignore[no-untyped-def]
+        await asyncio.Event().wait()
+
+    store.record_launches = hanging
+    writing = asyncio.create_task(timer._flush_results())
+    await asyncio.sleep(0)
+    writing.cancel()  # the timer stopping while the writer writes
+    await asyncio.gather(writing, return_exceptions=True)
+    assert len(timer._results) == 2
+    store.record_launches = real
+    await timer.drain()
+    for row in rows:
+        runs, _ = await store.runs(row.id)
+        assert [r.status for r in runs] == ["launched"]
+
+
+async def test_following_is_not_starved_by_a_stream_of_launches(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.statuses["fid-1"] = "finished"
+    timer._launches.add(asyncio.create_task(asyncio.sleep(0)))  # a launch in flight
+    timer._followed = time.monotonic()
+    assert await timer.follow() == 0  # launching first
+    timer._followed -= 31
+    assert await timer.follow() == 1  # but not for longer than 30 s
+    assert (await store.get_schedule(row.id)).last_status == "finished"
+    await asyncio.gather(*timer._launches)
+
+
+async def test_no_answer_is_recorded_unknown_and_not_retried(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(LaunchOutcome("unknown", reason="no answer; may have started"))
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert [(r.status, r.reason) for r in runs] == [("unknown", "no answer; may have started")]
