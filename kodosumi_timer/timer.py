@@ -18,7 +18,13 @@ from typing import Protocol
 from kodosumi_timer import policy
 from kodosumi_timer.bridge import Launcher, LaunchOutcome, OwnerState, Roles, mint_token
 from kodosumi_timer.store import RunRow, ScheduleRow, Store
-from kodosumi_timer.store.repository import Claim, ClaimRequest, LaunchResult, RunChange
+from kodosumi_timer.store.repository import (
+    Claim,
+    ClaimRequest,
+    DueSchedule,
+    LaunchResult,
+    RunChange,
+)
 
 log = logging.getLogger("kodosumi_timer.timer")
 
@@ -240,7 +246,7 @@ class Timer:
         while len(self._launches) >= limit and not self._stopping.is_set():
             await asyncio.wait(list(self._launches), return_when=asyncio.FIRST_COMPLETED)
 
-    async def handle_batch(self, batch: Sequence[ScheduleRow], now: datetime) -> int:
+    async def handle_batch(self, batch: Sequence[DueSchedule], now: datetime) -> int:
         """Plan a due batch, check its owners and overlaps with one query each, record
         the slots that must not launch, claim the rest in one transaction, launch."""
         owners = {s.owner for s in batch if not s.system}
@@ -274,7 +280,7 @@ class Timer:
         await self._until(first_slot - RECHECK_LEAD)
         return await self.store.schedules_by_id([c.schedule.id for c in claims])
 
-    async def _prepare(self, schedule: ScheduleRow, now: datetime,
+    async def _prepare(self, schedule: DueSchedule, now: datetime,
                        states: dict[str, OwnerState], busy: set[str]) -> ClaimRequest | None:
         """The claim to make for one due schedule, or None after recording why not."""
         assert schedule.next_run is not None
