@@ -77,7 +77,8 @@ def flow_path(flow_url: str) -> str:
 def outcome_of(status_code: int, text: str, flow_url: str) -> LaunchOutcome:
     """What the panel's answer to a launch means (pure: the HTTP client is not involved)."""
     if status_code == 404:
-        return LaunchOutcome("retry", reason=f"flow {flow_url} is not registered in the panel")
+        return LaunchOutcome("retry", reason=f"the panel has no flow {flow_url} (not "
+                             "registered, or its Serve application is gone)")
     if status_code in (401, 403):
         return LaunchOutcome("failed", reason="the panel refused the owner's token")
     # kodosumi answers a crashed flow app with a stack trace: keep only a short reason
@@ -90,7 +91,11 @@ def outcome_of(status_code: int, text: str, flow_url: str) -> LaunchOutcome:
     try:
         body = json.loads(text)
     except ValueError:
-        return LaunchOutcome("failed", reason="panel answered with no JSON")
+        body = None
+    if not isinstance(body, dict):
+        # a 200 is the panel's "launched": without its execution id nobody can tell
+        return LaunchOutcome("unknown", reason="panel answered 200 without JSON; the "
+                             "execution may have started")
     if body.get("errors"):
         errors = body["errors"]
         messages = [f"{name}: {'; '.join(map(str, msgs))}" if name != "_global_"
@@ -100,7 +105,8 @@ def outcome_of(status_code: int, text: str, flow_url: str) -> LaunchOutcome:
                              errors=errors)
     fid = body.get("result")
     if not isinstance(fid, str) or not fid:
-        return LaunchOutcome("failed", reason="panel answered without an execution id")
+        return LaunchOutcome("unknown", reason="panel answered 200 without an execution "
+                             "id; the execution may have started")
     return LaunchOutcome("launched", fid=fid)
 
 
@@ -156,6 +162,10 @@ class PanelLauncher:
             # a second attempt could run it twice
             return LaunchOutcome("unknown", reason=f"the panel did not answer within "
                                  f"{self.timeout:.0f} s; the execution may have started")
+        except aiohttp.ClientResponseError as exc:
+            # an answer whose body could not be read (kodosumi's proxy passes on headers of
+            # the Serve app behind it): judged by its status like any other answer
+            return outcome_of(exc.status, f"unreadable answer: {exc.message}", flow_url)
         except aiohttp.ClientError as exc:
             return LaunchOutcome("retry", reason=f"panel unreachable: {exc.__class__.__name__}")
 

@@ -139,6 +139,7 @@ class Timer:
         self._slots = asyncio.Semaphore(concurrency)
         self._seen = 0
         self._followed = 0.0  # time.monotonic() of the last follow round
+        self._unverified: list[ClaimRequest] = []  # claims whose commit is in doubt
         self.sleeping = False  # observable by tests and status output
 
     def stop(self) -> None:
@@ -226,6 +227,8 @@ class Timer:
         """Handle every schedule due now (or within ``claim_ahead``), a batch at a time;
         returns how many were handled."""
         handled = 0
+        if self._unverified:
+            await self._verify_claims()
         while not self._stopping.is_set():
             await self._backlog_below(self.batch)
             now = self.clock()
@@ -238,6 +241,23 @@ class Timer:
         handled += await self.fire_manual()
         self._publish()
         return handled
+
+    async def _verify_claims(self) -> None:
+        """Launch what a claim that failed with the database connection did commit after
+        all: its runs carry this timer's id and are still ``unknown`` (late, not lost)."""
+        requests, self._unverified = self._unverified, []
+        try:
+            mine = await self.store.unlaunched_claims(
+                self.timer_id, [(r.schedule.id, r.slot) for r in requests])
+        except Exception:
+            self._unverified[:0] = requests
+            raise
+        for request in requests:
+            run = mine.get((request.schedule.id, request.slot))
+            if run is not None:
+                log.warning("schedule %s slot %s: claimed as the database went away; "
+                            "launching it now", request.schedule.id, request.slot)
+                self._start_launch(Claim(schedule=request.schedule, run=run))
 
     async def _backlog_below(self, limit: int) -> None:
         """Claim the next batch only once fewer than ``limit`` launches are pending: a
@@ -263,7 +283,12 @@ class Timer:
                 continue
             if request is not None:
                 requests.append(request)
-        claims = await self.store.claim_many(requests, now, self.timer_id)
+        try:
+            claims = await self.store.claim_many(requests, now, self.timer_id)
+        except Exception:
+            # the connection broke: the claim may have been committed all the same
+            self._unverified.extend(requests)
+            raise
         if claims:
             log.info("claimed %d slot(s) due %s to %s", len(claims),
                      min(c.run.slot for c in claims), max(c.run.slot for c in claims))
@@ -323,7 +348,7 @@ class Timer:
     def _start_launch(self, claim: Claim,
                       gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         self.stats.fires += 1
-        task = asyncio.create_task(self._launch(claim, gate))
+        task = asyncio.create_task(self._launch_guarded(claim, gate))
         self._launches.add(task)
         task.add_done_callback(self._launches.discard)
 
@@ -348,29 +373,48 @@ class Timer:
         while (remaining := (instant - self.clock()).total_seconds()) > 0:
             await self.sleep(remaining)
 
+    async def _launch_guarded(self, claim: Claim,
+                              gate: "asyncio.Task[dict[str, ScheduleRow]] | None") -> None:
+        try:
+            await self._launch(claim, gate)
+        except Exception as exc:  # a bug must not leave the run without a reason
+            log.exception("schedule %s slot %s: the launch task failed",
+                          claim.schedule.id, claim.run.slot)
+            self.stats.failures += 1
+            self._results.append((claim.run, "unknown", self.clock(), None,
+                                  f"timer error while launching: {exc!r}"[:300]))
+            self._results_waiting.set()
+
+    async def _still_wanted(self, claim: Claim,
+                            gate: "asyncio.Task[dict[str, ScheduleRow]]") -> bool:
+        """Whether a slot claimed ahead is still to be launched, by the schedule as read
+        again just before the slot; a slot not wanted any more is recorded why."""
+        schedule = claim.schedule
+        try:
+            current = (await gate).get(schedule.id)
+        except Exception:  # the store is away: launch what was claimed
+            log.warning("schedule %s: could not read it again before its slot; launching "
+                        "it as claimed", schedule.id)
+            return True
+        if current is None:  # deleted before its slot; its runs went with it
+            log.info("schedule %s slot %s not launched: deleted before its slot",
+                     schedule.id, claim.run.slot)
+            return False
+        if current.state != "paused" and current.version == schedule.version:
+            return True
+        reason = PAUSED_REASON if current.state == "paused" else CHANGED_REASON
+        log.info("schedule %s slot %s skipped: %s", schedule.id, claim.run.slot, reason)
+        self._results.append((claim.run, "skipped", self.clock(), None, reason))
+        self._results_waiting.set()
+        return False
+
     async def _launch(self, claim: Claim,
                       gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         schedule = claim.schedule
         if claim.run.trigger == "timer":
             await self._until(claim.run.slot)
-        if gate is not None:
-            try:
-                current = (await gate).get(schedule.id)
-            except Exception:  # the store is away: launch what was claimed
-                log.warning("schedule %s: re-reading before its slot failed", schedule.id,
-                            exc_info=True)
-                current = schedule
-            if current is None:  # deleted before its slot; its runs went with it
-                log.info("schedule %s slot %s not launched: deleted before its slot",
-                         schedule.id, claim.run.slot)
-                return
-            if current.state == "paused" or current.version != schedule.version:
-                reason = (CHANGED_REASON if current.state != "paused" else PAUSED_REASON)
-                log.info("schedule %s slot %s skipped: %s", schedule.id, claim.run.slot,
-                         reason)
-                self._results.append((claim.run, "skipped", self.clock(), None, reason))
-                self._results_waiting.set()
-                return
+        if gate is not None and not await self._still_wanted(claim, gate):
+            return
         async with self._slots:
             outcome = LaunchOutcome("retry", reason="not attempted")
             for attempt in range(1, self.launch_attempts + 1):

@@ -371,6 +371,20 @@ class Store:
                     timer_id=timer_id,
                     finished_at=now if status in ("missed", "skipped", "failed") else None)
 
+    async def unlaunched_claims(self, timer_id: str, keys: Sequence[tuple[str, datetime]]
+                                ) -> dict[tuple[str, datetime], RunRow]:
+        """Of these (schedule, slot) pairs, the runs this timer claimed and has not
+        launched yet (``unknown``, no fid)."""
+        if not keys:
+            return {}
+        wanted = set(keys)
+        query = select(RunRow).where(
+            RunRow.timer_id == timer_id, RunRow.status == "unknown", RunRow.fid.is_(None),
+            RunRow.schedule_id.in_({sid for sid, _ in keys}))
+        async with self.session() as s:
+            rows = (await s.execute(query)).scalars().all()
+        return {(r.schedule_id, r.slot): r for r in rows if (r.schedule_id, r.slot) in wanted}
+
     async def schedules_by_id(self, ids: Sequence[str]) -> dict[str, ScheduleRow]:
         """The current rows of these schedules (missing: deleted), in one query."""
         if not ids:

@@ -270,7 +270,10 @@ def test_outcome_of_reads_the_panel_like_before():
     assert outcome_of(500, "Traceback...\nValueError: x", "/f/").reason == \
         "panel answered HTTP 500: ValueError: x"
     assert outcome_of(403, "", "/f/").kind == "failed"
-    assert outcome_of(200, "not json", "/f/").reason == "panel answered with no JSON"
+    # a 200 means the panel launched: without a readable execution id it is unknown
+    assert outcome_of(200, "not json", "/f/").kind == "unknown"
+    assert outcome_of(200, '{"elements": []}', "/f/").kind == "unknown"
+    assert "Serve application is gone" in outcome_of(404, "", "/f/").reason
 
 
 async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(store):
@@ -408,3 +411,46 @@ async def test_no_answer_is_recorded_unknown_and_not_retried(store):
     assert len(launcher.calls) == 1
     runs, _ = await store.runs(row.id)
     assert [(r.status, r.reason) for r in runs] == [("unknown", "no answer; may have started")]
+
+
+async def test_a_claim_committed_as_the_connection_broke_is_launched_late_not_lost(store):
+    row = await store.add_schedule(schedule())
+    real = store.claim_many
+
+    async def commit_then_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await real(*args, **kwargs)
+        raise OSError("connection lost after the commit")
+
+    store.claim_many = commit_then_fail
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    with pytest.raises(OSError):
+        await timer.fire_due()
+    assert launcher.calls == []
+    store.claim_many = real
+    await timer.fire_due()  # the database is back: the claim is found to be ours
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert [r.status for r in runs] == ["launched"]
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1  # and only once
+
+
+async def test_a_store_away_just_before_the_slot_still_launches_what_was_claimed(store):
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    timer, launcher, go = _claimed_ahead(store, clock)
+    assert await timer.fire_due() == 1
+
+    async def away(ids):  # type: ignore[no-untyped-def]
+        raise OSError("database restarting")
+
+    store.schedules_by_id = away
+    go.set()
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert [r.status for r in runs] == ["launched"]
