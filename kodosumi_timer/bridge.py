@@ -7,6 +7,7 @@ would run as anyone.
 """
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -82,7 +83,9 @@ def outcome_of(status_code: int, text: str, flow_url: str) -> LaunchOutcome:
     if status_code in (401, 403):
         return LaunchOutcome("failed", reason="the panel refused the owner's token")
     # kodosumi answers a crashed flow app with a stack trace: keep only a short reason
-    lines = text.strip().splitlines()
+    # the last line that says something (a trace ends in "ValueError: ...", or in a line
+    # of ^ markers under it)
+    lines = [line.strip() for line in text.splitlines() if re.search("[A-Za-z]", line)]
     short = f"panel answered HTTP {status_code}" + (f": {lines[-1][:200]}" if lines else "")
     if status_code >= 500:
         return LaunchOutcome("retry", reason=short)

@@ -58,6 +58,7 @@ def test_serve_app_down_fails_its_schedule_and_others_still_run(stack, new_user)
         runs = user.client.get(f"/schedule/{gone['id']}/runs").json()["items"]
         reason = runs[0]["reason"]
         assert reason and "Traceback" not in reason and len(reason) < 400, runs
+        assert not reason.rstrip().endswith("^"), runs  # a message, not a trace marker
         print("reason recorded for the missing Serve app:", reason)
     finally:
         started = time.monotonic()

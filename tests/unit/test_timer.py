@@ -274,6 +274,10 @@ def test_outcome_of_reads_the_panel_like_before():
     assert outcome_of(200, "not json", "/f/").kind == "unknown"
     assert outcome_of(200, '{"elements": []}', "/f/").kind == "unknown"
     assert "Serve application is gone" in outcome_of(404, "", "/f/").reason
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\n    f()\n' \
+            'RuntimeError: the app is gone\n                   ^^^^^\n'
+    assert outcome_of(400, trace, "/f/").reason == \
+        "panel answered HTTP 400: RuntimeError: the app is gone"
 
 
 async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(store):
