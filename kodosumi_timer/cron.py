@@ -355,13 +355,17 @@ def resolve_wall_time(naive: datetime, timezone: str) -> tuple[datetime, str | N
     note says so. An aware ``naive`` is simply converted to UTC (note None).
     """
     zone = parse_zone(timezone)
-    if naive.tzinfo is not None and naive.utcoffset() is not None:
-        return naive.astimezone(UTC), None
-    naive = naive.replace(tzinfo=None)
-    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    if first.astimezone(zone).replace(tzinfo=None) == naive:
-        return first, None
-    other = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    try:
+        if naive.tzinfo is not None and naive.utcoffset() is not None:
+            return naive.astimezone(UTC), None
+        naive = naive.replace(tzinfo=None)
+        first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        if first.astimezone(zone).replace(tzinfo=None) == naive:
+            return first, None
+        other = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    except OverflowError as exc:  # within hours of year 1 or 9999
+        raise ValueError(f"{naive.isoformat()} is outside the dates this timer can "
+                         "schedule") from exc
     low, high = sorted((_ts(first), _ts(other)))
     change = _transition_after(zone, low - 1, high + 1)
     assert change is not None, "a wall time that does not exist lies in a gap"

@@ -47,7 +47,10 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
         if data.cron_expression:
             raise InvalidInput("a once schedule takes run_at, not cron_expression",
                                field="cron_expression")
-        instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
+        try:
+            instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="run_at") from exc
         if instant < now - PAST_TOLERANCE:
             raise InvalidInput(
                 f"run_at {instant.isoformat()} is in the past (now {now.isoformat()})",

@@ -231,8 +231,11 @@ class ScheduleController(Controller):
             return PreviewResponse(description=text, timezone=data.timezone, times=[
                 PreviewTime(utc=t.utc, local=t.local, dst_note=t.dst_note) for t in times])
         if data.run_at is not None and not data.cron_expression:
-            instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
-            local = instant.astimezone(cron.parse_zone(data.timezone))
+            try:
+                instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
+                local = instant.astimezone(cron.parse_zone(data.timezone))
+            except (ValueError, OverflowError) as exc:
+                raise InvalidInput(str(exc), field="run_at") from exc
             return PreviewResponse(
                 description=f"Once, at {local.strftime('%Y-%m-%d %H:%M %Z')}",
                 timezone=data.timezone,

@@ -60,6 +60,8 @@ def _assert_422(r, field):
     ({"run_at": "1700000000"}, "run_at"),  # digits are not read as seconds since 1970
     ({"run_at": 1700000000}, "run_at"),
     ({"run_at": "2027-01-04"}, "run_at"),  # a date without a time
+    ({"run_at": "0001-01-01T00:00:00+00:01"}, "run_at"),  # before year 1 in UTC
+    ({"run_at": "9999-12-31T23:59:00-00:01", "end_at": None}, "run_at"),
     ({"title": "x" * 201}, "title"),
     ({"surprise": 1}, "surprise"),
 ])

@@ -1,6 +1,7 @@
 """schemathesis against the schedule API's OpenAPI: generated requests to every /schedule
 route must never produce a 5xx nor a response that breaks its documented schema."""
 
+import os
 import shutil
 import tempfile
 
@@ -54,8 +55,11 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.response_headers_conformance, checks.negative_data_rejection]
 
 
+# CI (CI=true) replays one fixed sequence of examples, so that what lands is judged by
+# the code, not by the draw; every other run draws new ones (each bug it found so far
+# is fixed and pinned by a test in test_api*.py)
 @schema.parametrize()
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=200, deadline=None, derandomize=os.environ.get("CI") == "true",
           suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_responses_match_the_schema(case):
     SENT.append(case.operation.label)

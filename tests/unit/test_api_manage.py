@@ -140,6 +140,10 @@ async def test_preview(api):
     once_preview = await api.post("/schedule/preview", json={
         "run_at": "2027-03-28T02:30:00", "timezone": "Europe/Berlin"}, headers=token(ALICE))
     assert once_preview.json()["times"][0]["dst_note"]
+    # found by schemathesis: the edge of the calendar is a 422, not an OverflowError
+    edge = await api.post("/schedule/preview", json={
+        "run_at": "0001-01-01T00:00:00+00:01"}, headers=token(ALICE))
+    assert edge.status_code == 422 and edge.json()["field"] == "run_at", edge.text
 
 
 async def test_end_at_before_first_fire_is_422(api):
