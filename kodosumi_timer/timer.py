@@ -38,8 +38,6 @@ CHANGED_REASON = "the schedule was changed within a second of this slot; the cha
 FOLLOW_GIVE_UP = timedelta(minutes=10)
 # while launches are in flight following waits, but at most this many seconds
 FOLLOW_AT_LEAST = 30.0
-# nor does it start a round this close before a slot claimed ahead
-FOLLOW_CLEARANCE = 0.5
 # slots claimed ahead are re-read this long before the first of them
 RECHECK_LEAD = timedelta(seconds=0.1)
 
@@ -142,8 +140,6 @@ class Timer:
         self._slots = asyncio.Semaphore(concurrency)
         self._seen = 0
         self._followed = 0.0  # time.monotonic() of the last follow round
-        self._sending = 0  # launch requests being sent now
-        self._waiting: list[datetime] = []  # slots of launches waiting for their instant
         self._unverified: list[ClaimRequest] = []  # claims whose commit is in doubt
         self.sleeping = False  # observable by tests and status output
 
@@ -422,19 +418,20 @@ class Timer:
                       gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         schedule = claim.schedule
         if claim.run.trigger == "timer":
-            self._waiting.append(claim.run.slot)
-            try:
-                await self._until(claim.run.slot)
-            finally:
-                self._waiting.remove(claim.run.slot)
+            await self._until(claim.run.slot)
         if gate is not None and not await self._still_wanted(claim, gate):
             return
         async with self._slots:
-            self._sending += 1
-            try:
-                outcome = await self._attempts(schedule)
-            finally:
-                self._sending -= 1
+            outcome = LaunchOutcome("retry", reason="not attempted")
+            for attempt in range(1, self.launch_attempts + 1):
+                try:
+                    outcome = await self.launcher.launch(
+                        schedule.flow_url, schedule.owner, dict(schedule.inputs or {}))
+                except Exception as exc:  # never let one launch kill the loop
+                    outcome = LaunchOutcome("retry", reason=f"launch error: {exc!r}"[:300])
+                if outcome.kind != "retry" or attempt == self.launch_attempts:
+                    break
+                await self.sleep(self.backoff(attempt))
         status = {"launched": "launched", "rejected": "rejected",
                   "unknown": "unknown"}.get(outcome.kind, "failed")
         if status != "launched":
@@ -447,20 +444,6 @@ class Timer:
         # recorded by the writer, many per transaction
         self._results.append((claim.run, status, self.clock(), outcome.fid, outcome.reason))
         self._results_waiting.set()
-
-    async def _attempts(self, schedule: DueSchedule) -> LaunchOutcome:
-        """Launch, retrying what is safe to retry, with backoff."""
-        outcome = LaunchOutcome("retry", reason="not attempted")
-        for attempt in range(1, self.launch_attempts + 1):
-            try:
-                outcome = await self.launcher.launch(
-                    schedule.flow_url, schedule.owner, dict(schedule.inputs or {}))
-            except Exception as exc:  # never let one launch kill the loop
-                outcome = LaunchOutcome("retry", reason=f"launch error: {exc!r}"[:300])
-            if outcome.kind != "retry" or attempt == self.launch_attempts:
-                break
-            await self.sleep(self.backoff(attempt))
-        return outcome
 
     async def _write_results(self) -> None:
         while True:
@@ -522,12 +505,9 @@ class Timer:
     async def follow(self) -> int:
         """Poll kodosumi for every launched execution, concurrently (within the launch
         limit); record what changed in one transaction. Launching comes first: while
-        launches are being sent or one is due within ``FOLLOW_CLEARANCE`` seconds,
-        following waits for its next round, but never longer than ``FOLLOW_AT_LEAST``
-        seconds."""
-        now = self.clock()
-        soon = any((slot - now).total_seconds() < FOLLOW_CLEARANCE for slot in self._waiting)
-        if (self._sending or soon) and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
+        launches are in flight, following waits, but never longer than
+        ``FOLLOW_AT_LEAST`` seconds."""
+        if self._launches and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
             return 0
         self._followed = time.monotonic()
         runs = [run for run in await self.store.active_runs() if run.fid is not None]
