@@ -37,7 +37,9 @@ CHANGED_REASON = "the schedule was changed within a second of this slot; the cha
 # an execution kodosumi still does not know after this long is recorded unknown
 FOLLOW_GIVE_UP = timedelta(minutes=10)
 # while launches are in flight following waits, but at most this many seconds
-FOLLOW_AT_LEAST = 30.0
+FOLLOW_AT_LEAST = 10.0
+# nor does it start a round this close before a slot claimed ahead
+FOLLOW_CLEARANCE = 0.5
 # slots claimed ahead are re-read this long before the first of them
 RECHECK_LEAD = timedelta(seconds=0.1)
 
@@ -140,6 +142,8 @@ class Timer:
         self._slots = asyncio.Semaphore(concurrency)
         self._seen = 0
         self._followed = 0.0  # time.monotonic() of the last follow round
+        self._sending = 0  # launch requests being sent now
+        self._waiting: list[datetime] = []  # slots of launches waiting for their instant
         self._unverified: list[ClaimRequest] = []  # claims whose commit is in doubt
         self.sleeping = False  # observable by tests and status output
 
@@ -148,8 +152,10 @@ class Timer:
 
     async def drain(self) -> None:
         """Wait for the launches in flight and record their results (tests, shutdown)."""
-        while self._launches:
-            await asyncio.gather(*list(self._launches), return_exceptions=True)
+        # judged by done(), not by the set: a task that has just finished is still in
+        # it until its callback runs, and gathering only finished tasks never yields
+        while pending := [task for task in self._launches if not task.done()]:
+            await asyncio.wait(pending)
         await self._flush_results()
 
     # ---- the loop --------------------------------------------------------------
@@ -269,8 +275,11 @@ class Timer:
         """Claim the next batch only once fewer than ``limit`` launches are pending: a
         timer killed in a burst leaves at most about two batches claimed and not
         launched (recorded ``unknown``), not the whole burst."""
-        while len(self._launches) >= limit and not self._stopping.is_set():
-            await asyncio.wait(list(self._launches), return_when=asyncio.FIRST_COMPLETED)
+        while not self._stopping.is_set():
+            pending = [task for task in self._launches if not task.done()]
+            if len(pending) < limit:
+                return
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
     async def handle_batch(self, batch: Sequence[DueSchedule], now: datetime) -> int:
         """Plan a due batch, check its owners and overlaps with one query each, record
@@ -418,20 +427,19 @@ class Timer:
                       gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         schedule = claim.schedule
         if claim.run.trigger == "timer":
-            await self._until(claim.run.slot)
+            self._waiting.append(claim.run.slot)
+            try:
+                await self._until(claim.run.slot)
+            finally:
+                self._waiting.remove(claim.run.slot)
         if gate is not None and not await self._still_wanted(claim, gate):
             return
         async with self._slots:
-            outcome = LaunchOutcome("retry", reason="not attempted")
-            for attempt in range(1, self.launch_attempts + 1):
-                try:
-                    outcome = await self.launcher.launch(
-                        schedule.flow_url, schedule.owner, dict(schedule.inputs or {}))
-                except Exception as exc:  # never let one launch kill the loop
-                    outcome = LaunchOutcome("retry", reason=f"launch error: {exc!r}"[:300])
-                if outcome.kind != "retry" or attempt == self.launch_attempts:
-                    break
-                await self.sleep(self.backoff(attempt))
+            self._sending += 1
+            try:
+                outcome = await self._attempts(schedule)
+            finally:
+                self._sending -= 1
         status = {"launched": "launched", "rejected": "rejected",
                   "unknown": "unknown"}.get(outcome.kind, "failed")
         if status != "launched":
@@ -444,6 +452,20 @@ class Timer:
         # recorded by the writer, many per transaction
         self._results.append((claim.run, status, self.clock(), outcome.fid, outcome.reason))
         self._results_waiting.set()
+
+    async def _attempts(self, schedule: DueSchedule) -> LaunchOutcome:
+        """Launch, retrying what is safe to retry, with backoff."""
+        outcome = LaunchOutcome("retry", reason="not attempted")
+        for attempt in range(1, self.launch_attempts + 1):
+            try:
+                outcome = await self.launcher.launch(
+                    schedule.flow_url, schedule.owner, dict(schedule.inputs or {}))
+            except Exception as exc:  # never let one launch kill the loop
+                outcome = LaunchOutcome("retry", reason=f"launch error: {exc!r}"[:300])
+            if outcome.kind != "retry" or attempt == self.launch_attempts:
+                break
+            await self.sleep(self.backoff(attempt))
+        return outcome
 
     async def _write_results(self) -> None:
         while True:
@@ -505,9 +527,12 @@ class Timer:
     async def follow(self) -> int:
         """Poll kodosumi for every launched execution, concurrently (within the launch
         limit); record what changed in one transaction. Launching comes first: while
-        launches are in flight, following waits, but never longer than
-        ``FOLLOW_AT_LEAST`` seconds."""
-        if self._launches and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
+        launches are being sent or one is due within ``FOLLOW_CLEARANCE`` seconds,
+        following waits for its next round, but never longer than ``FOLLOW_AT_LEAST``
+        seconds."""
+        now = self.clock()
+        soon = any((slot - now).total_seconds() < FOLLOW_CLEARANCE for slot in self._waiting)
+        if (self._sending or soon) and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
             return 0
         self._followed = time.monotonic()
         runs = [run for run in await self.store.active_runs() if run.fid is not None]

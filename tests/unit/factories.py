@@ -51,6 +51,7 @@ class FakeLauncher:
         self.outcomes = list(outcomes)
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.statuses: dict[str, str] = {}
+        self.status_calls = 0
 
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any]) -> LaunchOutcome:
         self.calls.append((flow_url, owner, inputs))
@@ -59,6 +60,7 @@ class FakeLauncher:
         return LaunchOutcome("launched", fid=f"fid-{len(self.calls)}")
 
     async def status(self, fid: str, owner: str) -> str | None:
+        self.status_calls += 1
         return self.statuses.get(fid)
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kodosumi_timer.bridge import LaunchOutcome
-from kodosumi_timer.timer import LocalWaker, Timer
+from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
 
@@ -397,13 +397,41 @@ async def test_following_is_not_starved_by_a_stream_of_launches(store):
     await timer.fire_due()
     await timer.drain()
     launcher.statuses["fid-1"] = "finished"
-    timer._launches.add(asyncio.create_task(asyncio.sleep(0)))  # a launch in flight
+    timer._sending = 1  # a launch being sent
     timer._followed = time.monotonic()
     assert await timer.follow() == 0  # launching first
-    timer._followed -= 31
-    assert await timer.follow() == 1  # but not for longer than 30 s
+    timer._followed -= FOLLOW_AT_LEAST + 1
+    assert await timer.follow() == 1  # but not for longer than FOLLOW_AT_LEAST
     assert (await store.get_schedule(row.id)).last_status == "finished"
-    await asyncio.gather(*timer._launches)
+
+
+async def test_drain_returns_when_a_finished_launch_is_still_in_the_set(store):
+    """A launch task that has finished stays in the set until its done-callback runs;
+    drain must not spin on it (it did: gathering finished tasks never yields)."""
+    timer = make_timer(store, FakeLauncher())
+    finished = asyncio.create_task(asyncio.sleep(0))
+    await finished
+    timer._launches.add(finished)  # as if its discard callback had not run yet
+    await asyncio.wait_for(timer.drain(), timeout=5)
+    await asyncio.wait_for(timer._backlog_below(1), timeout=5)
+
+
+async def test_following_keeps_clear_of_a_slot_claimed_ahead(store):
+    """A follow round (status requests, a transaction) never starts just before a slot,
+    nor does a launch waiting for its slot hold following up."""
+    await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    clock = Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.statuses["fid-1"] = "running"
+    timer._followed = time.monotonic()
+    timer._waiting.append(T0 + timedelta(seconds=0.3))
+    assert await timer.follow() == 0 and launcher.status_calls == 0
+    timer._waiting[0] = T0 + timedelta(seconds=5)  # the next slot is far enough
+    await timer.follow()
+    assert launcher.status_calls == 1
 
 
 async def test_no_answer_is_recorded_unknown_and_not_retried(store):
