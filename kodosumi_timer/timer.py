@@ -330,8 +330,17 @@ class Timer:
             catchup=schedule.catchup, end_at=schedule.end_at, max_runs=schedule.max_runs,
             run_count=schedule.run_count,
         )
-        # a slot claimed ahead is planned as of its own instant
-        plan = policy.plan(due, max(now, schedule.next_run))
+        try:  # a slot claimed ahead is planned as of its own instant
+            plan = policy.plan(due, max(now, schedule.next_run))
+        except Exception as exc:
+            # a row that cannot be planned (say, a zone gone from tzdata) would stay
+            # due and bring the loop straight back to it: pause it, with the reason
+            log.exception("schedule %s cannot be planned; pausing it", schedule.id)
+            self.stats.failures += 1
+            await self.store.pause(
+                schedule.id, f"paused by the timer: its next run cannot be computed "
+                f"({exc!r})"[:300], now)
+            return None
         missed = [(slot, "missed", MISSED_REASON) for slot in plan.missed]
         if not schedule.system:
             reason = _owner_reason(states.get(schedule.owner, "missing"))
@@ -357,9 +366,6 @@ class Timer:
             return None
         return ClaimRequest(schedule, plan.fire, plan.next_run, plan.end_note, plan.missed)
 
-    async def _owner_problem(self, owner: str) -> str | None:
-        return _owner_reason(await self.roles.owner_state(owner))
-
     def _start_launch(self, claim: Claim,
                       gate: "asyncio.Task[dict[str, ScheduleRow]] | None" = None) -> None:
         self.stats.fires += 1
@@ -368,15 +374,23 @@ class Timer:
         task.add_done_callback(self._launches.discard)
 
     async def fire_manual(self) -> int:
-        """Launch the "run now" requests queued by the panel."""
+        """Launch the "run now" requests queued by the panel (their schedules and owners
+        read with one query each)."""
+        queued = await self.store.queued_runs()
+        if not queued:
+            return 0
+        schedules = await self.store.schedules_by_id(list({r.schedule_id for r in queued}))
+        owners = {s.owner for s in schedules.values() if not s.system}
+        states = await self.roles.owner_states(owners) if owners else {}
         handled = 0
-        for run in await self.store.queued_runs():
-            schedule = await self.store.get_schedule(run.schedule_id)
+        for run in queued:
+            schedule = schedules.get(run.schedule_id)
             now = self.clock()
             if schedule is None or not await self.store.claim_queued(run, now, self.timer_id):
                 continue
             handled += 1
-            reason = None if schedule.system else await self._owner_problem(schedule.owner)
+            reason = None if schedule.system else _owner_reason(
+                states.get(schedule.owner, "missing"))
             if reason is not None:
                 await self.store.record_launch(run, "failed", now, reason=reason)
                 continue

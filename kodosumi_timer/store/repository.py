@@ -46,7 +46,7 @@ class DueSchedule(Protocol):
     schedule_type: str
     cron_expression: str | None
     timezone: str
-    inputs: dict[str, Any] | None
+    inputs: dict[str, Any]
     catchup: str
     overlap: str
     end_at: datetime | None

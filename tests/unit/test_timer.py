@@ -405,6 +405,23 @@ async def test_following_is_not_starved_by_a_stream_of_launches(store):
     assert (await store.get_schedule(row.id)).last_status == "finished"
 
 
+async def test_a_schedule_that_cannot_be_planned_is_paused_not_retried_forever(store):
+    # a cron row whose zone is unknown (written around the API's validation)
+    bad = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            timezone="Mars/Olympus_Mons"))
+    good = await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    assert await timer.fire_due() == 2
+    await timer.drain()
+    assert len(launcher.calls) == 1  # the other schedule was launched
+    row = await store.get_schedule(bad.id)
+    assert row.state == "paused" and row.next_run is None
+    assert "cannot be computed" in row.note
+    assert await timer.seconds_to_next() > 0  # nothing left due: no busy loop
+    assert (await store.get_schedule(good.id)).last_status == "launched"
+
+
 async def test_drain_returns_when_a_finished_launch_is_still_in_the_set(store):
     """A launch task that has finished stays in the set until its done-callback runs;
     drain must not spin on it (it did: gathering finished tasks never yields)."""
