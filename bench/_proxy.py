@@ -14,19 +14,11 @@ import time
 from typing import Any
 
 import aiohttp
+from _asgi import read_body, send_json
 
 RECORDS: list[dict[str, Any]] = []
 _session: aiohttp.ClientSession | None = None
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-
-
-async def _body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -49,12 +41,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     arrived = time.time_ns()
     path, method = scope["path"], scope["method"]
     if path == "/_proxy/records":
-        body = json.dumps(RECORDS).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 200, json.dumps(RECORDS).encode())
         return
-    raw = await _body(receive)
+    raw = await read_body(receive)
     url = os.environ["BENCH_UPSTREAM"] + path
     if scope.get("query_string"):
         url += "?" + scope["query_string"].decode()

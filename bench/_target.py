@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _asgi import read_body, send_json
+
 # (arrival wall-clock ns, sid, had a KODOSUMI_API_KEY header)
 RECORDS: list[tuple[int, str | None, bool]] = []
 _fids = 0
@@ -29,22 +31,6 @@ def _dump_records() -> None:
     # at shutdown only: blocking is fine, nothing else is served any more
     if os.environ.get("TARGET_RECORDS"):
         Path(os.environ["TARGET_RECORDS"]).write_text(json.dumps(RECORDS))
-
-
-async def _send(send: Any, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,7 +50,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path: str = scope["path"]
     method: str = scope["method"]
     if method == "POST" and path.startswith("/-/"):
-        raw = await _body(receive)
+        raw = await read_body(receive)
         try:
             sid = json.loads(raw).get("sid")
         except ValueError:
@@ -72,17 +58,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         keyed = any(name.lower() == b"kodosumi_api_key" for name, _ in scope["headers"])
         RECORDS.append((arrived, sid, keyed))
         _fids += 1
-        await _send(send, 200, b'{"result": "fid%08d", "elements": []}' % _fids)
+        await send_json(send, 200, b'{"result": "fid%08d", "elements": []}' % _fids)
     elif method == "GET" and path == "/flow":
-        await _send(send, 200, b'{"items": [], "offset": null}')  # no flow declares a schedule
+        await send_json(send, 200, b'{"items": [], "offset": null}')  # no flow declares a schedule
     elif method == "GET" and path.startswith("/outputs/status/"):
-        await _send(send, 200, b'{"status": "finished"}')
+        await send_json(send, 200, b'{"status": "finished"}')
     elif path == "/_count":
-        await _send(send, 200, json.dumps({"count": len(RECORDS)}).encode())
+        await send_json(send, 200, json.dumps({"count": len(RECORDS)}).encode())
     elif path == "/_results":
-        await _send(send, 200, json.dumps({"records": RECORDS}).encode())
+        await send_json(send, 200, json.dumps({"records": RECORDS}).encode())
     elif path == "/_reset" and method == "POST":
         RECORDS.clear()
-        await _send(send, 200, b'{"count": 0}')
+        await send_json(send, 200, b'{"count": 0}')
     else:
-        await _send(send, 404, b'{"detail": "not found"}')
+        await send_json(send, 404, b'{"detail": "not found"}')
