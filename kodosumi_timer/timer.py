@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from kodosumi_timer import policy
 from kodosumi_timer.bridge import Launcher, LaunchOutcome, OwnerState, Roles, mint_token
 from kodosumi_timer.store import RunRow, ScheduleRow, Store
@@ -36,6 +38,11 @@ CHANGED_REASON = "the schedule was changed within a second of this slot; the cha
     "applies from the next slot"
 # an execution kodosumi still does not know after this long is recorded unknown
 FOLLOW_GIVE_UP = timedelta(minutes=10)
+# a follow round polls at most this many executions; more are walked round-robin
+FOLLOW_PAGE = 200
+# an execution running for a while is polled less often: every tenth of its age, at
+# most this many seconds apart (a day-long run needs no status request every 2 s)
+FOLLOW_MAX_SPACING = 60.0
 # while launches are in flight following waits, but at most this many seconds
 FOLLOW_AT_LEAST = 10.0
 # nor does it start a round this close before a slot claimed ahead
@@ -142,6 +149,8 @@ class Timer:
         self._slots = asyncio.Semaphore(concurrency)
         self._seen = 0
         self._followed = 0.0  # time.monotonic() of the last follow round
+        self._follow_after = 0  # run id the next follow round starts after
+        self._poll_at: dict[int, float] = {}  # run id -> time.monotonic() of its next poll
         self._sending = 0  # launch requests being sent now
         self._waiting: list[datetime] = []  # slots of launches waiting for their instant
         self._unverified: list[ClaimRequest] = []  # claims whose commit is in doubt
@@ -496,34 +505,40 @@ class Timer:
         while self._results:
             chunk, self._results = self._results[:self.batch], self._results[self.batch:]
             try:
-                await self._record(chunk)
+                left = await self._record(chunk)
             except BaseException:  # cancelled included: kept for the next try
                 self._results[:0] = chunk
                 raise
             self._publish()
+            if left:  # the store is away or coming back: kept for the next try
+                self._results[:0] = left
+                raise RuntimeError(f"{len(left)} launch results could not be recorded yet")
         self._results_waiting.clear()
 
-    async def _record(self, chunk: list[LaunchResult]) -> None:
-        """One transaction for the chunk; if it fails while single rows can be written,
-        a bad row is logged (with its fid) and the others are kept."""
+    async def _record(self, chunk: list[LaunchResult]) -> list[LaunchResult]:
+        """One transaction for the chunk; if that fails, row by row. Returns the results
+        still to be written. Only a row the database refuses for itself (a constraint,
+        a bad value) is given up, logged with its fid; any other failure (the store away,
+        or coming back while the rows are written) keeps the row for the next try."""
         try:
             await self.store.record_launches(chunk)
-            return
-        except Exception:
-            if len(chunk) == 1:
-                raise
-        failed = []
+            return []
+        except Exception as exc:
+            if len(chunk) == 1 and not _refused_row(exc):
+                return chunk
+        left = []
         for result in chunk:
             try:
                 await self.store.record_launches([result])
-            except Exception:
-                failed.append(result)
-        if len(failed) == len(chunk):  # the store itself is away: retry them all
-            raise RuntimeError(f"{len(chunk)} launch results could not be recorded")
-        for run, status, _, fid, _ in failed:
-            log.error("launch result of schedule %s slot %s (%s, fid %s) could not be "
-                      "recorded; the run stays unknown", run.schedule_id, run.slot, status,
-                      fid)
+            except Exception as exc:
+                if not _refused_row(exc):
+                    left.append(result)
+                    continue
+                run, status, _, fid, _ = result
+                log.error("launch result of schedule %s slot %s (%s, fid %s) could not be "
+                          "recorded (%r); the run stays unknown", run.schedule_id, run.slot,
+                          status, fid, exc)
+        return left
 
     # ---- following executions ----------------------------------------------------
 
@@ -539,8 +554,10 @@ class Timer:
                 pass
 
     async def follow(self) -> int:
-        """Poll kodosumi for every launched execution, concurrently (within the launch
-        limit); record what changed in one transaction. Launching comes first: while
+        """Poll kodosumi for launched executions, concurrently (within the launch
+        limit); record what changed in one transaction. A round takes a page of the
+        active runs (the next page the next round) and, of those, the ones whose poll is
+        due (``poll_spacing``). Launching comes first: while
         launches are being sent or one is due within ``FOLLOW_CLEARANCE`` seconds,
         following waits for its next round, but never longer than ``FOLLOW_AT_LEAST``
         seconds."""
@@ -548,8 +565,16 @@ class Timer:
         soon = any((slot - now).total_seconds() < FOLLOW_CLEARANCE for slot in self._waiting)
         if (self._sending or soon) and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
             return 0
-        self._followed = time.monotonic()
-        runs = [run for run in await self.store.active_runs() if run.fid is not None]
+        self._followed = mono = time.monotonic()
+        page = await self.store.active_runs(FOLLOW_PAGE, after=self._follow_after)
+        if len(page) == FOLLOW_PAGE:
+            self._follow_after = page[-1].id
+        else:  # the end of the active runs: start over, forget runs no longer seen
+            self._follow_after = 0
+            self._poll_at = {run_id: at for run_id, at in self._poll_at.items()
+                             if at > mono - 2 * FOLLOW_MAX_SPACING}
+        runs = [run for run in page
+                if run.fid is not None and self._poll_at.get(run.id, 0.0) <= mono]
 
         async def status_of(run: RunRow) -> str | None:
             assert run.fid is not None
@@ -560,7 +585,10 @@ class Timer:
         now = self.clock()
         changes: list[RunChange] = []
         for run, status in zip(runs, statuses, strict=True):
+            age = (now - run.fired_at).total_seconds() if run.fired_at else 0.0
+            self._poll_at[run.id] = mono + poll_spacing(age)
             if status in ("finished", "error"):
+                del self._poll_at[run.id]
                 changes.append((run, status, now, None))
             elif status in ("starting", "running", "awaiting"):
                 if run.status != "running":
@@ -576,6 +604,18 @@ class Timer:
                 self.on_stats(self.stats)
             except Exception:
                 log.debug("publishing timer stats failed", exc_info=True)
+
+
+def _refused_row(exc: Exception) -> bool:
+    """Whether the database refused a row for what it holds (retrying cannot help), as
+    opposed to a connection that failed."""
+    return isinstance(exc, IntegrityError | DataError)
+
+
+def poll_spacing(age: float) -> float:
+    """Seconds until an execution that has run ``age`` seconds is polled again (0: at
+    the next round)."""
+    return min(FOLLOW_MAX_SPACING, age / 10)
 
 
 def _owner_reason(state: OwnerState) -> str | None:

@@ -565,10 +565,12 @@ class Store:
         run.status, run.fired_at, run.timer_id = "unknown", now, timer_id
         return True
 
-    async def active_runs(self, limit: int = 200) -> Sequence[RunRow]:
+    async def active_runs(self, limit: int = 200, after: int = 0) -> Sequence[RunRow]:
+        """Runs whose execution has not ended, by id from ``after`` on (a page of them:
+        the follow loop walks them round-robin)."""
         query = (
-            select(RunRow).where(RunRow.status.in_(ACTIVE_RUN_STATES)).order_by(RunRow.id)
-            .limit(limit)
+            select(RunRow).where(RunRow.status.in_(ACTIVE_RUN_STATES), RunRow.id > after)
+            .order_by(RunRow.id).limit(limit)
         )
         async with self.session() as s:
             return (await s.execute(query)).scalars().all()

@@ -52,6 +52,7 @@ class FakeLauncher:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.statuses: dict[str, str] = {}
         self.status_calls = 0
+        self.polled: list[str] = []  # fids asked for, in order
 
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any]) -> LaunchOutcome:
         self.calls.append((flow_url, owner, inputs))
@@ -61,6 +62,7 @@ class FakeLauncher:
 
     async def status(self, fid: str, owner: str) -> str | None:
         self.status_calls += 1
+        self.polled.append(fid)
         return self.statuses.get(fid)
 
     async def close(self) -> None:

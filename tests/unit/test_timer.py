@@ -362,8 +362,7 @@ async def test_results_survive_a_failing_store_and_a_cancelled_writer(store):
     rows = [await store.add_schedule(schedule()) for _ in range(2)]
     timer = make_timer(store)
     assert await timer.fire_due() == 2
-    while timer._launches:
-        await asyncio.gather(*list(timer._launches))
+    await asyncio.gather(*list(timer._launches))  # launched; results not written
     real = store.record_launches
 
     async def failing(results):  # type: ignore[no-untyped-def]
@@ -388,6 +387,36 @@ async def test_results_survive_a_failing_store_and_a_cancelled_writer(store):
     for row in rows:
         runs, _ = await store.runs(row.id)
         assert [r.status for r in runs] == ["launched"]
+
+
+async def test_results_are_kept_while_the_store_comes_back_and_only_refused_rows_dropped(
+        store):
+    """pg-restart found it: with the database coming back while results were written
+    row by row, the rows that failed were logged and dropped (runs stuck unknown)."""
+    from sqlalchemy.exc import IntegrityError
+
+    rows = [await store.add_schedule(schedule()) for _ in range(3)]
+    timer = make_timer(store)
+    assert await timer.fire_due() == 3
+    await asyncio.gather(*list(timer._launches))  # launched; results not written
+    real = store.record_launches
+    refused = rows[2].id
+
+    async def flapping(results):  # type: ignore[no-untyped-def]
+        if len(results) > 1 or results[0][0].schedule_id == rows[0].id:
+            raise OSError("connection reset")  # the database is coming back
+        if results[0][0].schedule_id == refused:
+            raise IntegrityError("update", {}, Exception("a bad row"))
+        await real(results)
+
+    store.record_launches = flapping
+    with pytest.raises(RuntimeError, match="1 launch results could not be recorded yet"):
+        await timer._flush_results()
+    assert [r[0].schedule_id for r in timer._results] == [rows[0].id]  # kept
+    store.record_launches = real
+    await timer.drain()
+    statuses = [[r.status for r in (await store.runs(row.id))[0]] for row in rows]
+    assert statuses == [["launched"], ["launched"], ["unknown"]]
 
 
 async def test_following_is_not_starved_by_a_stream_of_launches(store):
@@ -431,6 +460,48 @@ async def test_drain_returns_when_a_finished_launch_is_still_in_the_set(store):
     timer._launches.add(finished)  # as if its discard callback had not run yet
     await asyncio.wait_for(timer.drain(), timeout=5)
     await asyncio.wait_for(timer._backlog_below(1), timeout=5)
+
+
+async def test_following_walks_many_active_runs_round_robin(store, monkeypatch):
+    """With more active executions than a round polls, later ones are reached too (the
+    oldest page was polled over and over before)."""
+    import kodosumi_timer.timer as timer_module
+
+    monkeypatch.setattr(timer_module, "FOLLOW_PAGE", 2)
+    for _ in range(5):
+        await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    for _ in range(3):
+        await timer.follow()
+    assert sorted(launcher.polled) == [f"fid-{n}" for n in range(1, 6)]
+
+
+def test_poll_spacing_grows_with_the_age_of_an_execution():
+    from kodosumi_timer.timer import FOLLOW_MAX_SPACING, poll_spacing
+
+    assert poll_spacing(0) == 0 and poll_spacing(5) == 0.5
+    assert poll_spacing(300) == 30
+    assert poll_spacing(86_400) == FOLLOW_MAX_SPACING
+
+
+async def test_a_long_running_execution_is_polled_less_often(store):
+    await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    clock = Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.statuses["fid-1"] = "running"
+    await timer.follow()  # just launched: polled, and next round again
+    await timer.follow()
+    assert launcher.status_calls == 2
+    clock.advance(minutes=10)  # running for ten minutes: next poll in a minute
+    await timer.follow()
+    await timer.follow()
+    assert launcher.status_calls == 3
 
 
 async def test_following_keeps_clear_of_a_slot_claimed_ahead(store):
