@@ -317,3 +317,37 @@ def test_operators_see_everyone_and_system_schedules_are_read_only(stack, new_us
     expect(boss.locator("#pause-button")).to_be_visible()
     expect(boss.locator("#edit-button")).to_have_count(0)
     assert not page.js_errors and not boss.js_errors
+
+
+def test_a_note_reads_as_a_problem_only_when_the_timer_paused_the_schedule(stack, new_user,
+                                                                           open_page):
+    """"ran once" is information; "paused by the timer: owner inactive" needs action."""
+    user = new_user("notes")
+    ids = []
+    for title in ("finished one", "stopped one"):
+        r = user.client.post("/schedule/", json={
+            "flow_url": stack.flows["quick"], "schedule_type": "cron",
+            "cron_expression": "0 9 * * *", "timezone": ZONE, "title": title})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    done, paused = ids
+
+    async def set_notes(store):
+        now = datetime.now(UTC)
+        await store.update_schedule(done, {"state": "done", "next_run": None,
+                                           "note": "ran once", "updated": now})
+        await store.pause(paused, "paused by the timer: owner inactive", now)
+
+    _in_store(stack, set_notes)
+    page = open_page(user.name)
+    expected = {done: ("schedule-note", "info"), paused: ("global-error", "warning")}
+    for schedule_id, (css, icon) in expected.items():
+        page.goto(stack.panel_url + f"/admin/schedule/{schedule_id}")
+        note = page.locator("#schedule-note")
+        expect(note).to_have_class(css)
+        expect(note.locator("i")).to_have_text(icon)
+    page.goto(stack.panel_url + "/admin/schedule/")
+    expect(page.locator(f".schedule-row[data-id='{paused}'] .note")).to_have_class(
+        "note problem")
+    expect(page.locator(f".schedule-row[data-id='{done}'] .note")).to_have_class("note")
+    assert not page.js_errors
