@@ -557,10 +557,9 @@ class Timer:
         """Poll kodosumi for launched executions, concurrently (within the launch
         limit); record what changed in one transaction. A round takes a page of the
         active runs (the next page the next round) and, of those, the ones whose poll is
-        due (``poll_spacing``). Launching comes first: while
-        launches are being sent or one is due within ``FOLLOW_CLEARANCE`` seconds,
-        following waits for its next round, but never longer than ``FOLLOW_AT_LEAST``
-        seconds."""
+        due (``poll_spacing``). Launching comes first: while launches are being sent
+        or one is due within ``FOLLOW_CLEARANCE`` seconds, following waits for its next
+        round, but never longer than ``FOLLOW_AT_LEAST`` seconds."""
         now = self.clock()
         soon = any((slot - now).total_seconds() < FOLLOW_CLEARANCE for slot in self._waiting)
         if (self._sending or soon) and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
