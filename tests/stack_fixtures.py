@@ -4,7 +4,7 @@ by pid; the teardown checks that no process it started is left."""
 
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -59,25 +59,49 @@ def admin(stack: FullStack) -> Panel:
     return Panel.login(stack.panel_url, "admin", "admin")
 
 
-def _role_maker(stack: FullStack, admin: Panel):
+def _role_maker(stack: FullStack, admin: Panel, made: list[Panel]):
     def make(prefix: str = "user") -> Panel:
         name = f"{prefix}-{secrets.token_hex(4)}"
         r = admin.client.post("/role/", json={"name": name, "email": f"{name}@example.com",
                                               "password": "secret-pw"})
         assert r.status_code in (200, 201), r.text
-        return Panel.login(stack.panel_url, name, "secret-pw")
+        user = Panel.login(stack.panel_url, name, "secret-pw")
+        made.append(user)
+        return user
     return make
 
 
+def _delete_schedules(users: list[Panel], admin: Panel) -> None:
+    """What a test scheduled goes with it: every-minute schedules left behind kept the
+    shared stack launching more every minute, until kodosumi lagged for later tests."""
+    for user in users:
+        own = user.client.get("/schedule/").status_code == 200
+        client, params = (user.client, {}) if own else (admin.client, {"all": "true"})
+        deleted = True
+        while deleted:  # pages of 500 until none is left (or none can be deleted)
+            r = client.get("/schedule/", params={"limit": 500, **params})
+            items = r.json()["items"] if r.status_code == 200 else []
+            mine = [s["id"] for s in items if s["owner"] == user.role_id]
+            codes = [client.delete(f"/schedule/{sid}").status_code for sid in mine]
+            deleted = 204 in codes
+        assert not mine, f"schedules of {user.name} could not be deleted: {codes}"
+        user.client.close()
+
+
 @pytest.fixture
-def new_user(stack: FullStack, admin: Panel):
-    """Create kodosumi roles through kodosumi's role API and log them in."""
-    return _role_maker(stack, admin)
+def new_user(stack: FullStack, admin: Panel) -> Iterator[Callable[..., Panel]]:
+    """Create kodosumi roles through kodosumi's role API and log them in; their
+    schedules are deleted after the test."""
+    made: list[Panel] = []
+    yield _role_maker(stack, admin, made)
+    _delete_schedules(made, admin)
 
 
 @pytest.fixture(scope="module")
-def new_user_module(stack: FullStack, admin: Panel):
-    return _role_maker(stack, admin)
+def new_user_module(stack: FullStack, admin: Panel) -> Iterator[Callable[..., Panel]]:
+    made: list[Panel] = []
+    yield _role_maker(stack, admin, made)
+    _delete_schedules(made, admin)
 
 
 def data_dir(stack: FullStack) -> Path:
