@@ -487,7 +487,8 @@ def test_poll_spacing_grows_with_the_age_of_an_execution():
     assert poll_spacing(86_400) == FOLLOW_MAX_SPACING
 
 
-async def test_a_long_running_execution_is_polled_less_often(store):
+async def _one_running(store):
+    """A timer on an injected clock that has launched one schedule, now running."""
     await store.add_schedule(schedule())
     launcher = FakeLauncher()
     clock = Clock(T0)
@@ -495,6 +496,11 @@ async def test_a_long_running_execution_is_polled_less_often(store):
     await timer.fire_due()
     await timer.drain()
     launcher.statuses["fid-1"] = "running"
+    return timer, launcher, clock
+
+
+async def test_a_long_running_execution_is_polled_less_often(store):
+    timer, launcher, clock = await _one_running(store)
     await timer.follow()  # just launched: polled, and next round again
     await timer.follow()
     assert launcher.status_calls == 2
@@ -507,13 +513,7 @@ async def test_a_long_running_execution_is_polled_less_often(store):
 async def test_following_keeps_clear_of_a_slot_claimed_ahead(store):
     """A follow round (status requests, a transaction) never starts just before a slot,
     nor does a launch waiting for its slot hold following up."""
-    await store.add_schedule(schedule())
-    launcher = FakeLauncher()
-    clock = Clock(T0)
-    timer = make_timer(store, launcher, clock=clock)
-    await timer.fire_due()
-    await timer.drain()
-    launcher.statuses["fid-1"] = "running"
+    timer, launcher, clock = await _one_running(store)
     timer._followed = time.monotonic()
     timer._waiting.append(T0 + timedelta(seconds=0.3))
     assert await timer.follow() == 0 and launcher.status_calls == 0
