@@ -46,6 +46,10 @@ class ScheduleCreate(BaseModel):
     timezone: str = Field("UTC", max_length=64, description="IANA time zone")
     inputs: dict[str, Any] = Field(default_factory=dict)
     catchup: Literal["once", "skip"] = "once"
+    catchup_window: int = Field(
+        60, ge=1, le=366 * 86400,
+        description="seconds a slot may be late and still run on time; later, it is "
+        "missed (catchup=skip) or runs once (catchup=once)")
     overlap: Literal["skip", "allow"] = "skip"
     end_at: datetime | None = None
     max_runs: int | None = Field(None, ge=1)
@@ -69,6 +73,7 @@ class ScheduleUpdate(BaseModel):
     timezone: str | None = Field(None, max_length=64)
     inputs: dict[str, Any] | None = None
     catchup: Literal["once", "skip"] | None = None
+    catchup_window: int | None = Field(None, ge=1, le=366 * 86400)
     overlap: Literal["skip", "allow"] | None = None
     end_at: datetime | None = None
     max_runs: int | None = Field(None, ge=1)
@@ -115,6 +120,7 @@ class ScheduleResponse(BaseModel):
     enabled: bool
     state: Literal["active", "paused", "done"]
     catchup: str
+    catchup_window: int
     overlap: str
     end_at: datetime | None
     max_runs: int | None

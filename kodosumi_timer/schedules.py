@@ -88,7 +88,8 @@ async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows:
         flow_url=flow.url, title=data.title, schedule_type=data.schedule_type,
         cron_expression=data.cron_expression if data.schedule_type == "cron" else None,
         run_at=first if data.schedule_type == "once" else None, timezone=data.timezone,
-        inputs=data.inputs, state="active", catchup=data.catchup, overlap=data.overlap,
+        inputs=data.inputs, state="active", catchup=data.catchup,
+        catchup_window=data.catchup_window, overlap=data.overlap,
         end_at=end_at, max_runs=data.max_runs, run_count=0, next_run=first,
         version=1, created=now, updated=now,
     )
@@ -112,7 +113,8 @@ def to_response(row: ScheduleRow, notes: list[str] | None = None) -> ScheduleRes
         cron_expression=row.cron_expression, run_at=row.run_at, timezone=row.timezone,
         inputs=row.inputs or {}, enabled=row.state == "active",
         state=row.state,  # type: ignore[arg-type]
-        catchup=row.catchup, overlap=row.overlap, end_at=row.end_at, max_runs=row.max_runs,
+        catchup=row.catchup, catchup_window=row.catchup_window, overlap=row.overlap,
+        end_at=row.end_at, max_runs=row.max_runs,
         run_count=row.run_count, next_run=row.next_run, last_run=row.last_run,
         last_fid=row.last_fid, last_status=row.last_status, note=row.note,
         version=row.version, created=row.created, updated=row.updated, notes=notes or [],
@@ -120,7 +122,8 @@ def to_response(row: ScheduleRow, notes: list[str] | None = None) -> ScheduleRes
 
 
 TIMING_FIELDS = ("schedule_type", "run_at", "cron_expression", "timezone", "end_at", "max_runs")
-EDITABLE = ("flow_url", "expose_name", "title", "inputs", "catchup", "overlap", *TIMING_FIELDS)
+EDITABLE = ("flow_url", "expose_name", "title", "inputs", "catchup", "catchup_window",
+            "overlap", *TIMING_FIELDS)
 
 
 async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
@@ -134,8 +137,8 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
         "flow_url": row.flow_url, "schedule_type": row.schedule_type,
         "expose_name": row.expose_name, "title": row.title, "run_at": row.run_at,
         "cron_expression": row.cron_expression, "timezone": row.timezone,
-        "inputs": row.inputs or {}, "catchup": row.catchup, "overlap": row.overlap,
-        "end_at": row.end_at, "max_runs": row.max_runs,
+        "inputs": row.inputs or {}, "catchup": row.catchup,
+        "catchup_window": row.catchup_window, "overlap": row.overlap, "end_at": row.end_at, "max_runs": row.max_runs,
     }
     merged.update({key: getattr(data, key) for key in given})
     if "schedule_type" in given and data.schedule_type != row.schedule_type:
@@ -157,7 +160,7 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
             raise InvalidInput(f"flow {create.flow_url} is not registered in the panel",
                                field="flow_url")
         values["flow_url"] = flow.url
-    for key in ("expose_name", "title", "inputs", "catchup", "overlap"):
+    for key in ("expose_name", "title", "inputs", "catchup", "catchup_window", "overlap"):
         if key in given:
             values[key] = getattr(create, key)
     if retime:

@@ -65,6 +65,9 @@ class ScheduleRow(Base):
     state: Mapped[str] = mapped_column(String(8), nullable=False, default="active")
     catchup: Mapped[str] = mapped_column(String(8), nullable=False, default="once")
     overlap: Mapped[str] = mapped_column(String(8), nullable=False, default="skip")
+    # a slot launched later than this many seconds after it is missed (catchup rules)
+    catchup_window: Mapped[int] = mapped_column(Integer, nullable=False, default=60,
+                                                server_default="60")
     end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_runs: Mapped[int | None] = mapped_column(Integer)
     run_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -107,6 +110,8 @@ class RunRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     timer_id: Mapped[str | None] = mapped_column(String(64))
+    # a claim belongs to timer_id until then; afterwards another timer may take it over
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # exactly once per slot: a second claim of the same slot cannot be inserted
