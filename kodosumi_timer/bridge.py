@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import aiohttp
@@ -20,26 +21,43 @@ from jose import jwt
 from sqlalchemy import Boolean, Column, MetaData, Table, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-LaunchKind = Literal["launched", "rejected", "retry", "failed", "unknown"]
+LaunchKind = Literal["launched", "rejected", "refused", "not_sent", "in_doubt"]
 OwnerState = Literal["active", "inactive", "missing"]
 
 
 @dataclass(frozen=True)
 class LaunchOutcome:
-    """``launched`` with a fid; ``rejected`` (input errors, not retried); ``retry``
-    (transient: panel or Serve unreachable, 5xx); ``failed`` (permanent, not retried);
-    ``unknown`` (sent, but no answer: it may have started, so it is not retried)."""
+    """``launched`` with a fid; ``rejected`` (input errors, not retried); ``refused``
+    (kodosumi answered and started nothing; ``retryable`` says whether to try again);
+    ``not_sent`` (never reached kodosumi: retryable); ``in_doubt`` (may have reached
+    kodosumi: never sent again before kodosumi is asked, ``Launcher.find_launch``)."""
 
     kind: LaunchKind
     fid: str | None = None
     reason: str | None = None
     errors: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What kodosumi shows of a launch that was in doubt."""
+
+    kind: Literal["found", "absent", "cannot_tell"]
+    fid: str | None = None
+    reason: str | None = None
 
 
 class Launcher(Protocol):
-    async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any]) -> LaunchOutcome: ...
+    async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
+                     marker: str) -> LaunchOutcome: ...
+
+    async def find_launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
+                          marker: str, sent_at: datetime) -> Reconciled: ...
 
     async def status(self, fid: str, owner: str) -> str | None: ...
+
+    async def error_reason(self, fid: str, owner: str) -> str | None: ...
 
     async def close(self) -> None: ...
 

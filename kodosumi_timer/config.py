@@ -39,6 +39,19 @@ class TimerSettings(BaseSettings):
     TIMER_FOLLOW_INTERVAL: float = Field(2.0, gt=0)
     # most schedules one user may own
     TIMER_MAX_SCHEDULES: int = Field(1000, ge=1)
+    # a claimed run is its timer's for this many seconds, renewed while the timer lives;
+    # a timer that stops, dies or stalls longer loses its runs to another timer
+    TIMER_LEASE: float = Field(30.0, ge=5)
+    # scheduled executions launched and not ended, at most (empty: no cap); slots over
+    # it wait as `queued`, served in turn by owner
+    TIMER_MAX_RUNNING: int | None = Field(None, ge=1)
+    # launch requests in flight at once, at most; below it the timer learns how many
+    # kodosumi takes from its answers
+    TIMER_MAX_IN_FLIGHT: int = Field(32, ge=1)
+    # kodosumi answering a launch slower than this (seconds) counts as overloaded
+    TIMER_LATENCY_TARGET: float = Field(2.0, gt=0)
+    # seconds the timer waits for the panel's answer to a launch
+    TIMER_LAUNCH_TIMEOUT: float = Field(30.0, gt=0)
 
     # kodosumi's own settings the timer needs (same names as kodosumi's); the secret
     # signs the owner tokens and must be the panel's

@@ -21,7 +21,7 @@ from kodosumi_timer.bridge import PanelLauncher, RoleTable
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.store import open_store
 from kodosumi_timer.system import PanelDiscovery, SystemSchedules
-from kodosumi_timer.timer import Timer, TimerStats, Waker, utcnow
+from kodosumi_timer.timer import Timer, TimerConfig, TimerStats, Waker, utcnow
 
 log = logging.getLogger("kodosumi_timer")
 
@@ -58,6 +58,15 @@ def running_meta() -> dict[str, Any] | None:
         return None
 
 
+def timer_config(s: TimerSettings) -> TimerConfig:
+    return TimerConfig(
+        interval=s.TIMER_INTERVAL, follow_interval=s.TIMER_FOLLOW_INTERVAL,
+        launch_attempts=s.TIMER_LAUNCH_ATTEMPTS, system_user=s.TIMER_USER,
+        claim_ahead=s.TIMER_CLAIM_AHEAD, lease=s.TIMER_LEASE,
+        launch_timeout=s.TIMER_LAUNCH_TIMEOUT, max_running=s.TIMER_MAX_RUNNING,
+        max_in_flight=s.TIMER_MAX_IN_FLIGHT, latency_target=s.TIMER_LATENCY_TARGET)
+
+
 class TimerParts:
     """The timer and what it owns, built the same way in a process and in an actor."""
 
@@ -71,7 +80,8 @@ class TimerParts:
         s = self.settings
         self.store = await open_store(s.TIMER_DATABASE)
         self.launcher = PanelLauncher(s.TIMER_PANEL_URL, secret=s.SECRET_KEY,
-                                      token_ttl=s.TIMER_TOKEN_TTL)
+                                      token_ttl=s.TIMER_TOKEN_TTL,
+                                      timeout=s.TIMER_LAUNCH_TIMEOUT)
         self.roles = RoleTable(s.ADMIN_DATABASE)
         # system schedules (issue 6): the schedules file and the flows' own declarations
         discovery = PanelDiscovery(s.TIMER_PANEL_URL, s.SECRET_KEY, s.TIMER_USER) \
@@ -79,11 +89,8 @@ class TimerParts:
         self.system = SystemSchedules(
             self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery,
             discover_every=s.TIMER_DISCOVERY_INTERVAL, check_every=s.TIMER_SCHEDULES_CHECK)
-        return Timer(self.store, self.launcher, self.roles, self.waker,
-                     interval=s.TIMER_INTERVAL, follow_interval=s.TIMER_FOLLOW_INTERVAL,
-                     launch_attempts=s.TIMER_LAUNCH_ATTEMPTS, system_user=s.TIMER_USER,
-                     clock=utcnow, on_stats=self.on_stats, system=self.system,
-                     claim_ahead=s.TIMER_CLAIM_AHEAD)
+        return Timer(self.store, self.launcher, self.roles, self.waker, timer_config(s),
+                     clock=utcnow, on_stats=self.on_stats, system=self.system)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.system.close()

@@ -11,8 +11,6 @@ from datetime import datetime, timedelta
 
 from kodosumi_timer.cron import next_fire_times
 
-# a slot this late still counts as "on time" (fires even with catchup=skip)
-ON_TIME_GRACE = timedelta(seconds=60)
 # at most this many missed slots of one catch-up are recorded one by one
 MAX_MISSED_RECORDED = 500
 
@@ -26,6 +24,7 @@ class Due:
     cron_expression: str | None = None
     timezone: str = "UTC"
     catchup: str = "once"  # once | skip
+    catchup_window: int = 60  # seconds a slot may be late and still be on time
     end_at: datetime | None = None
     max_runs: int | None = None
     run_count: int = 0
@@ -85,8 +84,7 @@ def plan(due: Due, now: datetime) -> Plan:
                 break
         following = _next_after(due, following)
     latest = slots[-1]
-    late = now - latest > ON_TIME_GRACE
-    if late and due.catchup == "skip":
+    if too_late(latest, now, due.catchup, due.catchup_window):
         fire = None
         missed = slots
     else:
@@ -95,6 +93,13 @@ def plan(due: Due, now: datetime) -> Plan:
     nxt = _next_after(due, now) if due.schedule_type == "cron" else None
     nxt, note = _end(due, nxt, 1 if fire is not None else 0)
     return Plan(fire=fire, missed=missed, missed_more=more, next_run=nxt, end_note=note)
+
+
+def too_late(slot: datetime, now: datetime, catchup: str, window: int) -> bool:
+    """Whether a slot sent at ``now`` is missed rather than run: later than its
+    schedule's ``catchup_window`` with ``catchup=skip`` (with ``catchup=once`` a late
+    slot still runs, once)."""
+    return catchup == "skip" and now - slot > timedelta(seconds=window)
 
 
 def retry_delay(attempt: int, base: float = 0.5, cap: float = 8.0,

@@ -138,7 +138,8 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
         "expose_name": row.expose_name, "title": row.title, "run_at": row.run_at,
         "cron_expression": row.cron_expression, "timezone": row.timezone,
         "inputs": row.inputs or {}, "catchup": row.catchup,
-        "catchup_window": row.catchup_window, "overlap": row.overlap, "end_at": row.end_at, "max_runs": row.max_runs,
+        "catchup_window": row.catchup_window, "overlap": row.overlap, "end_at": row.end_at,
+        "max_runs": row.max_runs,
     }
     merged.update({key: getattr(data, key) for key in given})
     if "schedule_type" in given and data.schedule_type != row.schedule_type:

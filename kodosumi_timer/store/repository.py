@@ -1,19 +1,35 @@
 """The repository: every read and write of schedules and runs goes through :class:`Store`.
 
 The store owns concurrency. A slot is claimed with a conditional UPDATE on the
-schedule's ``next_run`` (a row count of 1 means "mine"), and the run row for it is
-inserted in the same transaction; the unique (schedule, slot, attempt) key backs it.
+schedule's ``next_run`` (a row count of 1 means "mine"; on PostgreSQL rows another
+timer holds are skipped, ``FOR UPDATE SKIP LOCKED``), and the run row for it is
+inserted in the same transaction, ``queued`` under a lease; the unique (schedule,
+slot, attempt) key backs it. From then on a run belongs to the timer named in its
+``timer_id``: every later change of it is conditional on that, so two timers never
+both send it.
 """
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -23,37 +39,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from kodosumi_timer import reasons
+from kodosumi_timer.runs import ACTIVE, PENDING, RunStatus
 from kodosumi_timer.store import migrate
+from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
+from kodosumi_timer.store.due import BadRow, DueSchedule, decode
 from kodosumi_timer.store.tables import RunRow, ScheduleRow, UTCDateTime
 
-ACTIVE_RUN_STATES = ("launched", "running")
-MISSED_RUN_REASON = "timer was not running at this time"
-FINAL_RUN_STATES = ("finished", "error", "skipped", "missed", "rejected", "failed", "unknown")
+ACTIVE_RUN_STATES = tuple(ACTIVE)
+# a run of these ended the moment it was recorded
+_ENDED_AT_RECORD = ("missed", "skipped", "failed", "rejected", "unknown")
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-class DueSchedule(Protocol):
-    """What the timer reads of a due schedule: a row of ``DUE_COLUMNS`` (a
-    ``ScheduleRow`` has all of it)."""
-
-    id: str
-    owner: str
-    system: bool
-    flow_url: str
-    schedule_type: str
-    cron_expression: str | None
-    timezone: str
-    inputs: dict[str, Any]
-    catchup: str
-    overlap: str
-    end_at: datetime | None
-    max_runs: int | None
-    run_count: int
-    next_run: datetime | None
-    version: int
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,7 @@ class ScheduleFilter:
 
 @dataclass(frozen=True)
 class Claim:
-    """A slot this timer won. ``run.id`` is None for a batch claim: its run is known by
-    its unique key (schedule, slot, attempt)."""
+    """A run this timer holds: its schedule as read when it was claimed, and the run."""
 
     schedule: DueSchedule
     run: RunRow
@@ -108,14 +106,33 @@ class ClaimRequest:
     missed: Sequence[datetime] = ()
 
 
-# A launch result to record: (run, status, when, fid, reason)
-LaunchResult = tuple[RunRow, str, datetime, "str | None", "str | None"]
-# A followed execution's change: (run, status, when, reason)
-RunChange = tuple[RunRow, str, datetime, "str | None"]
+@dataclass
+class LaunchResult:
+    """What became of a launch: recorded on the run (only while this timer holds it)
+    and mirrored on its schedule."""
+
+    run: RunRow
+    status: str
+    at: datetime
+    fid: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class RunChange:
+    """A followed execution's new status."""
+
+    run: RunRow
+    status: str
+    at: datetime
+    reason: str | None = None
+
 
 RUNS = cast(Table, RunRow.__table__)
 SCHEDULES = cast(Table, ScheduleRow.__table__)
-DUE_COLUMNS = [SCHEDULES.c[name] for name in DueSchedule.__annotations__]
+# raw values, decoded row by row (kodosumi_timer.store.due): one garbage value must not
+# fail the whole due batch
+RAW_DUE_COLUMNS = [type_coerce(SCHEDULES.c[name], String).label(name) for name in DUE_NAMES]
 
 # One conditional UPDATE claims a whole due batch: a row moves on only if its next_run is
 # still the one the timer read; RETURNING says which rows are ours. The batch is passed
@@ -123,13 +140,20 @@ DUE_COLUMNS = [SCHEDULES.c[name] for name in DueSchedule.__annotations__]
 # prepared once; building a CASE per row cost more than the update itself.
 _CLAIM_SET = """next_run = v.new_next, last_run = v.slot, run_count = s.run_count + 1,
     updated = :now, state = CASE WHEN v.ended THEN 'done' ELSE s.state END,
-    note = CASE WHEN v.ended THEN v.note ELSE s.note END"""
-CLAIM_PG = text(f"""UPDATE schedule AS s SET {_CLAIM_SET}
-FROM unnest(CAST(:ids AS varchar[]), CAST(:olds AS timestamptz[]),
-            CAST(:news AS timestamptz[]), CAST(:slots AS timestamptz[]),
-            CAST(:ended AS boolean[]), CAST(:notes AS text[]))
-     AS v(id, old_next, new_next, slot, ended, note)
-WHERE s.id = v.id AND s.next_run = v.old_next AND s.state = 'active'
+    note = CASE WHEN v.ended THEN v.note ELSE s.note END, last_status = 'queued'"""
+# PostgreSQL: the rows are locked in id order and rows another timer holds are skipped
+# (two timers sharing a burst neither wait on nor deadlock with each other)
+CLAIM_PG = text(f"""WITH v AS (
+  SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:olds AS timestamptz[]),
+                       CAST(:news AS timestamptz[]), CAST(:slots AS timestamptz[]),
+                       CAST(:ended AS boolean[]), CAST(:notes AS text[]))
+         AS v(id, old_next, new_next, slot, ended, note)),
+mine AS (
+  SELECT s.id FROM schedule AS s JOIN v ON s.id = v.id
+  WHERE s.next_run = v.old_next AND s.state = 'active'
+  ORDER BY s.id FOR UPDATE OF s SKIP LOCKED)
+UPDATE schedule AS s SET {_CLAIM_SET}
+FROM v WHERE s.id = v.id AND s.id IN (SELECT id FROM mine)
 RETURNING s.id""").bindparams(bindparam("now", type_=UTCDateTime))
 # SQLite (3.35+): RETURNING names the target's columns bare
 CLAIM_SQLITE = text(f"""UPDATE schedule AS s SET {_CLAIM_SET}
@@ -237,20 +261,28 @@ class Store:
                 update(ScheduleRow).where(ScheduleRow.id == schedule_id).values(**values)
             )
 
-    # ---- the timer's view ------------------------------------------------------
+    # ---- the timer's view: due schedules and claims ---------------------------
 
-    async def due(self, until: datetime, limit: int = 100) -> Sequence[DueSchedule]:
-        """Active schedules whose next_run is at or before ``until``, soonest first: rows
-        of the columns the timer reads (no ORM objects: a third of the time at 100 rows,
-        bench/RESULTS.md)."""
+    async def due(self, until: datetime, limit: int = 100) -> list[DueSchedule | BadRow]:
+        """Active schedules whose next_run is at or before ``until``, soonest first,
+        decoded row by row: a row that cannot be run is a BadRow, not an error."""
         query = (
-            select(*DUE_COLUMNS)
+            select(*RAW_DUE_COLUMNS)
             .where(ScheduleRow.next_run <= until, ScheduleRow.state == "active")
             .order_by(ScheduleRow.next_run)
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return cast(Sequence[DueSchedule], (await conn.execute(query)).all())
+            return [decode(row) for row in await conn.execute(query)]
+
+    async def due_by_id(self, ids: Iterable[str]) -> dict[str, DueSchedule | BadRow]:
+        """These schedules as the timer reads them (missing: deleted), in one query."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        query = select(*RAW_DUE_COLUMNS).where(SCHEDULES.c.id.in_(wanted))
+        async with self.engine.connect() as conn:
+            return {str(row.id): decode(row) for row in await conn.execute(query)}
 
     async def earliest_next_run(self) -> datetime | None:
         query = select(func.min(ScheduleRow.next_run)).where(ScheduleRow.state == "active")
@@ -260,7 +292,12 @@ class Store:
             return None
         # min() bypasses the column type on some dialects: normalise to aware UTC
         column_type = ScheduleRow.__table__.c.next_run.type
-        return column_type.process_result_value(value, self.engine.dialect)  # type: ignore[no-any-return]
+        try:
+            return column_type.process_result_value(  # type: ignore[no-any-return]
+                value if not isinstance(value, str) else datetime.fromisoformat(value),
+                self.engine.dialect)
+        except ValueError:  # garbage in a next_run: the due query decodes and pauses it
+            return None
 
     async def claim(
         self,
@@ -272,17 +309,19 @@ class Store:
         missed: Sequence[datetime] = (),
         trigger: str = "timer",
         timer_id: str | None = None,
+        lease_until: datetime | None = None,
     ) -> Claim | None:
         """Claim ``schedule``'s slot for launching, or None if another timer got it first.
 
         One transaction: the schedule moves on (only if its next_run is still the one we
-        read), missed slots are recorded, and the run row is inserted in state
-        ``unknown`` until the launch result is known.
+        read), missed slots are recorded, and the run row is inserted ``queued``, held
+        by ``timer_id`` until ``lease_until``.
         """
         values: dict[str, Any] = {
             "next_run": next_run,
             "last_run": slot,
             "run_count": ScheduleRow.run_count + 1,
+            "last_status": RunStatus.QUEUED.value,
             "updated": now,
         }
         if next_run is None:
@@ -293,9 +332,10 @@ class Store:
                 if not await self._advance(s, schedule, values):
                     return None
                 for missed_slot in missed:
-                    s.add(self._run(schedule, missed_slot, "missed", now, timer_id,
-                                    reason="timer was not running at this time"))
-                run = self._run(schedule, slot, "unknown", now, timer_id, trigger=trigger)
+                    s.add(RunRow(**self._run_values(schedule, missed_slot, "missed", now,
+                                                    timer_id, reason=reasons.MISSED)))
+                run = RunRow(**self._run_values(schedule, slot, "queued", now, timer_id,
+                                                trigger=trigger, lease_until=lease_until))
                 s.add(run)
         except IntegrityError:
             # the unique (schedule, slot, attempt) key: this slot is recorded already (it
@@ -311,24 +351,27 @@ class Store:
         return Claim(schedule=schedule, run=run)
 
     async def claim_many(self, requests: Sequence[ClaimRequest], now: datetime,
-                         timer_id: str | None = None) -> list[Claim]:
+                         timer_id: str | None = None,
+                         lease_until: datetime | None = None) -> list[Claim]:
         """Claim a batch of slots in one transaction; the slots another timer moved on
-        are left out. Falls back to one ``claim`` each if the batch hits the unique key."""
+        (or holds) are left out. Falls back to one ``claim`` each if the batch hits the
+        unique key."""
         if not requests:
             return []
         try:
-            return await self._claim_batch(requests, now, timer_id)
+            return await self._claim_batch(requests, now, timer_id, lease_until)
         except IntegrityError:
             claims = []
             for r in requests:
                 claim = await self.claim(r.schedule, r.slot, now, r.next_run, r.end_note,
-                                         missed=r.missed, timer_id=timer_id)
+                                         missed=r.missed, timer_id=timer_id,
+                                         lease_until=lease_until)
                 if claim is not None:
                     claims.append(claim)
             return claims
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest], now: datetime,
-                           timer_id: str | None) -> list[Claim]:
+                           timer_id: str | None, lease_until: datetime | None) -> list[Claim]:
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 result = await conn.execute(CLAIM_PG, {
@@ -350,40 +393,58 @@ class Store:
             won = [r for r in requests if r.schedule.id in mine]
             if not won:
                 return []
-            rows: list[dict[str, Any]] = []
-            for r in won:
-                for missed_slot in r.missed:
-                    rows.append(self._run_values(r.schedule, missed_slot, "missed", now,
-                                                 timer_id, reason=MISSED_RUN_REASON))
-                rows.append(self._run_values(r.schedule, r.slot, "unknown", now, timer_id))
-            await conn.execute(insert(RUNS), rows)  # one executemany, no RETURNING
-        return [Claim(schedule=r.schedule,
-                      run=RunRow(**self._run_values(r.schedule, r.slot, "unknown", now,
-                                                    timer_id)))
-                for r in won]
+            missed_rows = [self._run_values(r.schedule, slot, "missed", now, timer_id,
+                                            reason=reasons.MISSED)
+                           for r in won for slot in r.missed]
+            if missed_rows:
+                await conn.execute(insert(RUNS), missed_rows)
+            rows = [self._run_values(r.schedule, r.slot, "queued", now, timer_id,
+                                     lease_until=lease_until) for r in won]
+            # one multi-row INSERT ... RETURNING: the runs' ids, in the order given
+            ids = (await conn.execute(
+                insert(RUNS).returning(RUNS.c.id, sort_by_parameter_order=True),
+                rows)).scalars().all()
+        return [Claim(schedule=r.schedule, run=RunRow(id=run_id, **row))
+                for r, row, run_id in zip(won, rows, ids, strict=True)]
 
     @staticmethod
-    def _run_values(schedule: DueSchedule, slot: datetime, status: str, now: datetime,
-                    timer_id: str | None, reason: str | None = None) -> dict[str, Any]:
+    def _run_values(schedule: DueSchedule | BadRow, slot: datetime, status: str,
+                    now: datetime, timer_id: str | None, reason: str | None = None,
+                    trigger: str = "timer", lease_until: datetime | None = None
+                    ) -> dict[str, Any]:
         return dict(schedule_id=schedule.id, owner=schedule.owner, slot=slot, attempt=1,
-                    trigger="timer", status=status,
-                    fired_at=now if status == "unknown" else None, fid=None, reason=reason,
-                    timer_id=timer_id,
-                    finished_at=now if status in ("missed", "skipped", "failed") else None)
+                    trigger=trigger, status=status, fired_at=None, fid=None, reason=reason,
+                    timer_id=timer_id, lease_until=lease_until,
+                    finished_at=now if status in _ENDED_AT_RECORD else None)
 
     async def unlaunched_claims(self, timer_id: str, keys: Sequence[tuple[str, datetime]]
                                 ) -> dict[tuple[str, datetime], RunRow]:
         """Of these (schedule, slot) pairs, the runs this timer claimed and has not
-        launched yet (``unknown``, no fid)."""
+        sent yet (``queued``)."""
         if not keys:
             return {}
         wanted = set(keys)
         query = select(RunRow).where(
-            RunRow.timer_id == timer_id, RunRow.status == "unknown", RunRow.fid.is_(None),
+            RunRow.timer_id == timer_id, RunRow.status == "queued",
             RunRow.schedule_id.in_({sid for sid, _ in keys}))
         async with self.session() as s:
             rows = (await s.execute(query)).scalars().all()
         return {(r.schedule_id, r.slot): r for r in rows if (r.schedule_id, r.slot) in wanted}
+
+    async def quarantine(self, bad: BadRow, now: datetime, timer_id: str | None) -> bool:
+        """Pause a schedule whose stored row cannot be run, with a note and a ``failed``
+        run saying why; only the timer that pauses it records the run."""
+        why = reasons.BAD_ROW.format(why=bad.why)[:1000]
+        async with self.session.begin() as s:
+            result = await s.execute(
+                update(SCHEDULES).where(SCHEDULES.c.id == bad.id, SCHEDULES.c.state == "active")
+                .values(state="paused", next_run=None, updated=now, last_status="failed",
+                        note=reasons.PAUSED_BY_TIMER.format(why=why)[:1000]))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            await s.execute(insert(RUNS).values(**self._run_values(
+                bad, bad.next_run or now, "failed", now, timer_id, reason=why)))
+        return True
 
     async def schedules_by_id(self, ids: Sequence[str]) -> dict[str, ScheduleRow]:
         """The current rows of these schedules (missing: deleted), in one query."""
@@ -393,58 +454,174 @@ class Store:
             rows = (await s.execute(select(ScheduleRow).where(ScheduleRow.id.in_(ids))))
             return {row.id: row for row in rows.scalars()}
 
+    async def schedule_versions(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """(state, version) of these schedules (missing: deleted), raw and in one query:
+        what the timer checks just before it sends a slot claimed earlier."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        query = select(SCHEDULES.c.id, type_coerce(SCHEDULES.c.state, String),
+                       type_coerce(SCHEDULES.c.version, String)).where(
+            SCHEDULES.c.id.in_(wanted))
+        async with self.engine.connect() as conn:
+            return {str(row[0]): (str(row[1]), int(row[2]) if str(row[2]).isdigit() else -1)
+                    for row in await conn.execute(query)}
+
     async def active_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
-        """Which of these schedules still have an execution running (``has_active_run``
-        for a whole batch)."""
+        """Which of these schedules have a run that has not ended (queued, being sent,
+        or running in kodosumi): ``has_active_run`` for a whole batch."""
         if not schedule_ids:
             return set()
         query = select(RUNS.c.schedule_id).where(
-            RUNS.c.schedule_id.in_(schedule_ids),
-            RUNS.c.status.in_((*ACTIVE_RUN_STATES, "queued"))).distinct()
+            RUNS.c.schedule_id.in_(schedule_ids), RUNS.c.status.in_(PENDING)).distinct()
         async with self.engine.connect() as conn:
             return {row[0] for row in await conn.execute(query)}
 
-    async def record_launches(self, results: Sequence[LaunchResult]) -> None:
-        """``record_launch`` for many runs in one transaction; runs are found by their
-        unique key, so batch claims (whose run has no id yet) are recorded too."""
+    # ---- the timer's view: holding, sending and recording runs -----------------
+
+    async def take_manual(self, timer_id: str, now: datetime, lease_until: datetime,
+                          limit: int = 100) -> list[RunRow]:
+        """Take "run now" requests nobody holds yet (exactly one timer gets each)."""
+        query = select(RUNS.c.id).where(RUNS.c.status == "queued", RUNS.c.timer_id.is_(None)
+                                        ).order_by(RUNS.c.id).limit(limit)
+        async with self.session.begin() as s:
+            ids = (await s.execute(query)).scalars().all()
+            if not ids:
+                return []
+            taken = (await s.execute(
+                update(RunRow).where(RunRow.id.in_(ids), RunRow.status == "queued",
+                                     RunRow.timer_id.is_(None))
+                .values(timer_id=timer_id, lease_until=lease_until)
+                .returning(RunRow.id))).scalars().all()
+            if not taken:
+                return []
+            rows = (await s.execute(select(RunRow).where(RunRow.id.in_(taken))
+                                    .order_by(RunRow.id))).scalars().all()
+            await s.execute(
+                update(ScheduleRow).where(ScheduleRow.id.in_({r.schedule_id for r in rows}))
+                .values(last_run=now, run_count=ScheduleRow.run_count + 1, updated=now,
+                        last_status="queued"))
+        return list(rows)
+
+    async def start_sending(self, timer_id: str, run_ids: Sequence[int], now: datetime,
+                            lease_until: datetime) -> set[int]:
+        """Move these ``queued`` runs to ``launching``, only those this timer still holds:
+        the atomic check before a request goes out. Returns the ids that may be sent."""
+        if not run_ids:
+            return set()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS).where(RUNS.c.id.in_(run_ids), RUNS.c.timer_id == timer_id,
+                                   RUNS.c.status == "queued")
+                .values(status="launching", fired_at=now, lease_until=lease_until)
+                .returning(RUNS.c.id))
+            return set(result.scalars().all())
+
+    async def renew_leases(self, timer_id: str, run_ids: Iterable[int],
+                           lease_until: datetime) -> int:
+        """Extend the lease of these runs this timer holds (queued or being sent), never
+        shortening one: a run being sent is held for its request's whole time."""
+        ids = list(run_ids)
+        if not ids:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS).where(RUNS.c.id.in_(ids), RUNS.c.timer_id == timer_id,
+                                   RUNS.c.status.in_(("queued", "launching")),
+                                   RUNS.c.lease_until < lease_until)
+                .values(lease_until=lease_until))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release_queued(self, timer_id: str, now: datetime) -> int:
+        """Let go of the runs this timer holds but has not sent (on stop): their lease
+        ends now, so the next timer takes them over at once."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS).where(RUNS.c.timer_id == timer_id, RUNS.c.status == "queued")
+                .values(lease_until=now))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def expired_claims(self, now: datetime, limit: int = 500) -> list[RunRow]:
+        """Runs held by a timer whose lease ran out (it stopped, died or stalled):
+        ``queued`` ones were never sent, ``launching`` ones may have been."""
+        query = select(RunRow).where(
+            RunRow.status.in_(("queued", "launching")), RunRow.timer_id.is_not(None),
+            RunRow.lease_until < now).order_by(RunRow.id).limit(limit)
+        async with self.session() as s:
+            return list((await s.execute(query)).scalars().all())
+
+    async def take_over(self, run: RunRow, timer_id: str, now: datetime,
+                        lease_until: datetime) -> bool:
+        """Take a run whose lease expired from the timer that held it (one taker wins)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS).where(RUNS.c.id == run.id, RUNS.c.timer_id == run.timer_id,
+                                   RUNS.c.status == run.status, RUNS.c.lease_until < now)
+                .values(timer_id=timer_id, lease_until=lease_until))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+        run.timer_id, run.lease_until = timer_id, lease_until
+        return True
+
+    async def requeue(self, run: RunRow, timer_id: str) -> bool:
+        """A run found not to have reached kodosumi goes back to ``queued`` (still held
+        by this timer), to be judged and sent like any waiting run."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS).where(RUNS.c.id == run.id, RUNS.c.timer_id == timer_id,
+                                   RUNS.c.status == "launching")
+                .values(status="queued", fired_at=None))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+        run.status, run.fired_at = "queued", None
+        return True
+
+    async def record_launches(self, results: Sequence[LaunchResult], timer_id: str) -> None:
+        """Record launch results in one transaction: a run is only changed while this
+        timer still holds it (a timer that stalled past its lease and was taken over
+        writes nothing); its schedule mirrors the result."""
         if not results:
             return
         run_rows, schedule_rows = [], []
-        for run, status, at, fid, reason in results:
-            done = status not in ACTIVE_RUN_STATES
-            run_rows.append({"b_schedule": run.schedule_id, "b_slot": run.slot,
-                             "b_attempt": run.attempt, "b_status": status, "b_fid": fid,
-                             "b_reason": reason, "b_at": at,
-                             "b_finished": at if done else None})
-            schedule_rows.append({"b_schedule": run.schedule_id, "b_fid": fid,
-                                  "b_status": status, "b_at": at})
+        for r in results:
+            run_rows.append({"b_id": r.run.id, "b_status": r.status, "b_fid": r.fid,
+                             "b_reason": r.reason, "b_at": r.at,
+                             "b_finished": None if r.status in ACTIVE_RUN_STATES else r.at})
+            schedule_rows.append({"b_schedule": r.run.schedule_id, "b_fid": r.fid,
+                                  "b_status": r.status, "b_at": r.at})
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(RUNS).where(RUNS.c.schedule_id == bindparam("b_schedule"),
-                                   RUNS.c.slot == bindparam("b_slot"),
-                                   RUNS.c.attempt == bindparam("b_attempt")).values(
+                # (no IN list: executemany takes no expanding parameters)
+                update(RUNS).where(RUNS.c.id == bindparam("b_id"),
+                                   RUNS.c.timer_id == timer_id,
+                                   or_(RUNS.c.status == "queued",
+                                       RUNS.c.status == "launching")).values(
                     status=bindparam("b_status"), fid=bindparam("b_fid"),
-                    reason=bindparam("b_reason"), fired_at=bindparam("b_at"),
-                    finished_at=bindparam("b_finished")), run_rows)
+                    reason=bindparam("b_reason"),
+                    fired_at=func.coalesce(RUNS.c.fired_at, bindparam("b_at")),
+                    finished_at=bindparam("b_finished"), lease_until=None), run_rows)
             await conn.execute(
                 update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
-                    last_fid=bindparam("b_fid"), last_status=bindparam("b_status"),
-                    updated=bindparam("b_at")), schedule_rows)
-        for run, status, at, fid, reason in results:
-            run.status, run.fid, run.reason, run.fired_at = status, fid, reason, at
+                    last_fid=func.coalesce(bindparam("b_fid"), SCHEDULES.c.last_fid),
+                    last_status=bindparam("b_status"), updated=bindparam("b_at")),
+                schedule_rows)
+        for r in results:
+            r.run.status, r.run.fid, r.run.reason = r.status, r.fid, r.reason
+            r.run.fired_at = r.run.fired_at or r.at
 
     async def finish_runs(self, changes: Sequence[RunChange]) -> None:
-        """``finish_run`` for many runs in one transaction."""
+        """A followed execution's new status for many runs, in one transaction; the
+        schedule mirrors its latest run."""
         if not changes:
             return
         run_rows, schedule_rows = [], []
-        for run, status, at, reason in changes:
-            done = status not in ACTIVE_RUN_STATES
-            run_rows.append({"b_id": run.id, "b_status": status,
-                             "b_reason": reason if reason is not None else run.reason,
-                             "b_finished": at if done else run.finished_at})
-            schedule_rows.append({"b_schedule": run.schedule_id, "b_fid": run.fid,
-                                  "b_status": status})
+        for c in changes:
+            done = c.status not in ACTIVE_RUN_STATES
+            run_rows.append({"b_id": c.run.id, "b_status": c.status,
+                             "b_reason": c.reason if c.reason is not None else c.run.reason,
+                             "b_finished": c.at if done else c.run.finished_at})
+            schedule_rows.append({"b_schedule": c.run.schedule_id, "b_fid": c.run.fid,
+                                  "b_status": c.status})
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(RUNS).where(RUNS.c.id == bindparam("b_id")).values(
@@ -480,7 +657,8 @@ class Store:
             if not await self._advance(s, schedule, values):
                 return False
             for slot, status, reason in records:
-                s.add(self._run(schedule, slot, status, now, timer_id, reason=reason))
+                s.add(RunRow(**self._run_values(schedule, slot, status, now, timer_id,
+                                                reason=reason)))
         return True
 
     @staticmethod
@@ -494,76 +672,23 @@ class Store:
             .values(**values))
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    @staticmethod
-    def _run(schedule: DueSchedule, slot: datetime, status: str, now: datetime,
-             timer_id: str | None, trigger: str = "timer", reason: str | None = None) -> RunRow:
-        return RunRow(
-            schedule_id=schedule.id, owner=schedule.owner, slot=slot, attempt=1,
-            trigger=trigger, status=status, fired_at=now if status == "unknown" else None,
-            reason=reason, timer_id=timer_id,
-            finished_at=now if status in ("missed", "skipped", "failed") else None,
-        )
-
-    async def record_launch(
-        self, run: RunRow, status: str, now: datetime, fid: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        """Store the launch result of a claimed run and mirror it on the schedule."""
-        run_values: dict[str, Any] = {"status": status, "fid": fid, "reason": reason,
-                                      "fired_at": now}
-        if status not in ACTIVE_RUN_STATES:
-            run_values["finished_at"] = now
-        async with self.session.begin() as s:
-            await s.execute(update(RunRow).where(RunRow.id == run.id).values(**run_values))
-            await s.execute(
-                update(ScheduleRow)
-                .where(ScheduleRow.id == run.schedule_id)
-                .values(last_fid=fid, last_status=status, updated=now)
-            )
-        for key, value in run_values.items():
-            setattr(run, key, value)
-
     async def pause(self, schedule_id: str, note: str, now: datetime) -> None:
         await self.update_schedule(
             schedule_id, {"state": "paused", "next_run": None, "note": note, "updated": now}
         )
 
     async def has_active_run(self, schedule_id: str) -> bool:
-        """True while an execution launched for this schedule has not ended."""
-        query = select(RunRow.id).where(
-            RunRow.schedule_id == schedule_id,
-            RunRow.status.in_((*ACTIVE_RUN_STATES, "queued"))).limit(1)
-        async with self.session() as s:
-            return (await s.execute(query)).first() is not None
+        """True while a run of this schedule has not ended (waiting, being sent, or its
+        execution running)."""
+        return bool(await self.active_schedule_ids([schedule_id]))
 
     async def queue_manual_run(self, schedule: ScheduleRow, now: datetime) -> RunRow:
-        """A "run now" request; the timer claims and launches it."""
+        """A "run now" request; a timer takes it (``take_manual``) and launches it."""
         run = RunRow(schedule_id=schedule.id, owner=schedule.owner, slot=now, attempt=1,
                      trigger="manual", status="queued")
         async with self.session.begin() as s:
             s.add(run)
         return run
-
-    async def queued_runs(self, limit: int = 100) -> Sequence[RunRow]:
-        query = select(RunRow).where(RunRow.status == "queued").order_by(RunRow.id).limit(limit)
-        async with self.session() as s:
-            return (await s.execute(query)).scalars().all()
-
-    async def claim_queued(self, run: RunRow, now: datetime, timer_id: str | None,
-                           count_run: bool = True) -> bool:
-        """Take a queued manual run for launching (exactly one timer wins)."""
-        async with self.session.begin() as s:
-            result = await s.execute(
-                update(RunRow).where(RunRow.id == run.id, RunRow.status == "queued")
-                .values(status="unknown", fired_at=now, timer_id=timer_id))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            if count_run:
-                await s.execute(
-                    update(ScheduleRow).where(ScheduleRow.id == run.schedule_id)
-                    .values(last_run=now, run_count=ScheduleRow.run_count + 1, updated=now))
-        run.status, run.fired_at, run.timer_id = "unknown", now, timer_id
-        return True
 
     async def active_runs(self, limit: int = 200, after: int = 0) -> Sequence[RunRow]:
         """Runs whose execution has not ended, by id from ``after`` on (a page of them:
@@ -575,22 +700,12 @@ class Store:
         async with self.session() as s:
             return (await s.execute(query)).scalars().all()
 
-    async def finish_run(self, run: RunRow, status: str, now: datetime,
-                         reason: str | None = None) -> None:
-        """Record an execution's later status; the schedule mirrors its latest run."""
-        values: dict[str, Any] = {"status": status}
-        if reason is not None:
-            values["reason"] = reason
-        if status not in ACTIVE_RUN_STATES:
-            values["finished_at"] = now
-        async with self.session.begin() as s:
-            await s.execute(update(RunRow).where(RunRow.id == run.id).values(**values))
-            await s.execute(
-                update(ScheduleRow)
-                .where(ScheduleRow.id == run.schedule_id,
-                       or_(ScheduleRow.last_fid == run.fid, ScheduleRow.last_fid.is_(None)))
-                .values(last_status=status)
-            )
+    async def count_active_runs(self) -> int:
+        """Executions launched by any timer that have not ended (the running cap)."""
+        query = select(func.count()).select_from(RUNS).where(
+            RUNS.c.status.in_(ACTIVE_RUN_STATES))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def runs(self, schedule_id: str, limit: int = 50, offset: int = 0
                    ) -> tuple[Sequence[RunRow], int]:

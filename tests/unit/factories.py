@@ -4,7 +4,7 @@ in an integration test)."""
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kodosumi_timer.bridge import LaunchOutcome
+from kodosumi_timer.bridge import LaunchOutcome, Reconciled
 from kodosumi_timer.store.repository import new_id
 from kodosumi_timer.store.tables import ScheduleRow
 
@@ -45,25 +45,42 @@ class Clock:
 
 
 class FakeLauncher:
-    """Records launches; answers from a script of outcomes (default: launched)."""
+    """Records launches; answers from a script of outcomes (default: launched), and
+    from a script of reconcile answers (default: kodosumi shows none)."""
 
-    def __init__(self, *outcomes: LaunchOutcome):
+    def __init__(self, *outcomes: LaunchOutcome, found: tuple[Reconciled, ...] = ()):
         self.outcomes = list(outcomes)
+        self.found = list(found)
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.markers: list[str] = []
+        self.asked: list[str] = []  # markers find_launch was asked about
         self.statuses: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
         self.status_calls = 0
         self.polled: list[str] = []  # fids asked for, in order
 
-    async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any]) -> LaunchOutcome:
+    async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
+                     marker: str) -> LaunchOutcome:
         self.calls.append((flow_url, owner, inputs))
+        self.markers.append(marker)
         if self.outcomes:
             return self.outcomes.pop(0)
         return LaunchOutcome("launched", fid=f"fid-{len(self.calls)}")
+
+    async def find_launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
+                          marker: str, sent_at: datetime) -> Reconciled:
+        self.asked.append(marker)
+        if self.found:
+            return self.found.pop(0)
+        return Reconciled("absent")
 
     async def status(self, fid: str, owner: str) -> str | None:
         self.status_calls += 1
         self.polled.append(fid)
         return self.statuses.get(fid)
+
+    async def error_reason(self, fid: str, owner: str) -> str | None:
+        return self.errors.get(fid)
 
     async def close(self) -> None:
         pass

@@ -6,7 +6,10 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from kodosumi_timer.store import RunRow
+from kodosumi_timer.store.repository import LaunchResult, RunChange
 from tests.unit.factories import T0, schedule
+
+LEASE = timedelta(seconds=30)
 
 
 async def test_round_trip_keeps_aware_utc(store):
@@ -53,7 +56,7 @@ async def test_claim_is_exclusive(store):
     back = await store.get_schedule(row.id)
     assert back.state == "done" and back.next_run is None and back.run_count == 1
     runs, total = await store.runs(row.id)
-    assert total == 1 and runs[0].status == "unknown"
+    assert total == 1 and runs[0].status == "queued"
 
 
 async def test_concurrent_claims_fire_once(store):
@@ -69,10 +72,11 @@ async def test_concurrent_claims_fire_once(store):
 
 async def test_record_launch_and_finish(store):
     row = await store.add_schedule(schedule())
-    claim = await store.claim(row, T0, T0, None, "ran once")
-    await store.record_launch(claim.run, "launched", T0, fid="f1")
+    claim = await store.claim(row, T0, T0, None, "ran once", timer_id="t")
+    assert await store.start_sending("t", [claim.run.id], T0, T0 + LEASE) == {claim.run.id}
+    await store.record_launches([LaunchResult(claim.run, "launched", T0, "f1")], "t")
     assert [r.fid for r in await store.active_runs()] == ["f1"]
-    await store.finish_run(claim.run, "finished", T0 + timedelta(seconds=3))
+    await store.finish_runs([RunChange(claim.run, "finished", T0 + timedelta(seconds=3))])
     assert await store.active_runs() == []
     back = await store.get_schedule(row.id)
     assert back.last_fid == "f1" and back.last_status == "finished"
@@ -113,14 +117,14 @@ async def test_versioned_update(store):
     assert (await store.get_schedule(row.id)).title == "new"
 
 
-async def test_manual_runs_are_claimed_once(store):
+async def test_manual_runs_are_taken_once(store):
     row = await store.add_schedule(schedule())
     run = await store.queue_manual_run(row, T0)
     assert await store.has_active_run(row.id)
-    assert [r.id for r in await store.queued_runs()] == [run.id]
-    assert await store.claim_queued(run, T0, "a") is True
-    assert await store.claim_queued(run, T0, "b") is False
-    assert await store.queued_runs() == []
+    a, b = await asyncio.gather(store.take_manual("a", T0, T0 + LEASE),
+                                store.take_manual("b", T0, T0 + LEASE))
+    assert sorted([r.id for r in a] + [r.id for r in b]) == [run.id]
+    assert await store.take_manual("c", T0, T0 + LEASE) == []
     assert (await store.get_schedule(row.id)).run_count == 1
 
 
@@ -181,7 +185,7 @@ async def test_batch_claims_race_and_fire_once(store):
     assert sorted(c.schedule.id for c in [*x, *y]) == sorted(r.id for r in rows)
     async with store.session() as s:
         runs = (await s.execute(select(RunRow))).scalars().all()
-    assert sorted(r.status for r in runs) == ["missed"] * 30 + ["unknown"] * 30
+    assert sorted(r.status for r in runs) == ["missed"] * 30 + ["queued"] * 30
     back = await store.get_schedule(rows[0].id)
     assert back.state == "done" and back.note == "ran once" and back.run_count == 1
 
@@ -198,14 +202,16 @@ async def test_batch_claim_leaves_out_a_schedule_that_moved_on(store):
 
 async def test_batch_results_are_recorded_by_the_runs_key(store):
     rows = [await store.add_schedule(schedule()) for _ in range(3)]
-    claims = await store.claim_many(_requests(rows), T0)
-    assert await store.active_schedule_ids([r.id for r in rows]) == set()
+    claims = await store.claim_many(_requests(rows), T0, "t", T0 + LEASE)
+    # queued runs count as not ended (overlap=skip waits for them)
+    assert await store.active_schedule_ids([r.id for r in rows]) == {r.id for r in rows}
     later = T0 + timedelta(seconds=1)
-    await store.record_launches([(claims[0].run, "launched", later, "f0", None),
-                                 (claims[1].run, "failed", later, None, "panel unreachable")])
-    assert await store.active_schedule_ids([r.id for r in rows]) == {rows[0].id}
+    await store.record_launches(
+        [LaunchResult(claims[0].run, "launched", later, "f0"),
+         LaunchResult(claims[1].run, "failed", later, None, "panel unreachable")], "t")
+    assert await store.active_schedule_ids([r.id for r in rows]) == {rows[0].id, rows[2].id}
     [active] = await store.active_runs()
-    await store.finish_runs([(active, "finished", later + timedelta(seconds=5), None)])
+    await store.finish_runs([RunChange(active, "finished", later + timedelta(seconds=5))])
     by_id = {r.id: await store.get_schedule(r.id) for r in rows}
     assert by_id[rows[0].id].last_status == "finished" and by_id[rows[0].id].last_fid == "f0"
     assert by_id[rows[1].id].last_status == "failed"
@@ -213,7 +219,7 @@ async def test_batch_results_are_recorded_by_the_runs_key(store):
     assert [(r.status, r.reason) for r in runs if r.slot == T0] == [
         ("failed", "panel unreachable")]
     runs, _ = await store.runs(rows[2].id)
-    assert [r.status for r in runs if r.slot == T0] == ["unknown"]  # no result yet
+    assert [r.status for r in runs if r.slot == T0] == ["queued"]  # no result yet
 
 
 async def test_count_due_before_includes_overdue(store):
@@ -222,3 +228,57 @@ async def test_count_due_before_includes_overdue(store):
     await store.add_schedule(schedule(next_run=T0 + timedelta(hours=2)))
     await store.add_schedule(schedule(next_run=T0, state="paused"))
     assert await store.count_due_before(T0 + timedelta(hours=1)) == 2
+
+
+async def test_only_the_holder_sends_a_run_and_records_its_result(store):
+    row = await store.add_schedule(schedule())
+    [claim] = await store.claim_many(_requests([row]), T0, "a", T0 + LEASE)
+    assert await store.start_sending("b", [claim.run.id], T0, T0 + LEASE) == set()
+    await store.record_launches([LaunchResult(claim.run, "launched", T0, "fx")], "b")
+    assert (await store.runs(row.id))[0][0].status == "queued"  # not b's to record
+    assert await store.start_sending("a", [claim.run.id], T0, T0 + LEASE) == {claim.run.id}
+    assert await store.start_sending("a", [claim.run.id], T0, T0 + LEASE) == set()  # once
+
+
+async def test_a_lease_that_ran_out_is_taken_over_by_one_timer(store):
+    rows = [await store.add_schedule(schedule()) for _ in range(2)]
+    claims = await store.claim_many(_requests(rows), T0, "dead", T0 + LEASE)
+    await store.start_sending("dead", [claims[1].run.id], T0, T0 + LEASE)
+    assert await store.expired_claims(T0 + timedelta(seconds=10)) == []
+    later = T0 + timedelta(seconds=31)
+    expired = await store.expired_claims(later)
+    assert sorted(r.status for r in expired) == ["launching", "queued"]
+    taken = await asyncio.gather(*[store.take_over(r, t, later, later + LEASE)
+                                   for r in expired for t in ("x", "y")])
+    assert sum(taken) == 2
+    assert await store.expired_claims(later) == []
+    # a live timer keeps its leases
+    [live] = await store.claim_many(_requests([await store.add_schedule(schedule())]), T0,
+                                    "live", T0 + LEASE)
+    assert await store.renew_leases("live", [live.run.id], later + LEASE) == 1
+    assert await store.expired_claims(later) == []
+    assert await store.release_queued("live", later) == 1
+    assert [r.id for r in await store.expired_claims(later + timedelta(seconds=1))] \
+        == [live.run.id]
+
+
+async def test_garbage_rows_are_decoded_as_bad_rows_and_paused_once(store):
+    from sqlalchemy import update
+
+    from kodosumi_timer.store.due import BadRow, DueSchedule
+    from kodosumi_timer.store.tables import ScheduleRow
+
+    good = await store.add_schedule(schedule())
+    bad = await store.add_schedule(schedule(schedule_type="weekly"))
+    async with store.session.begin() as s:
+        await s.execute(update(ScheduleRow).where(ScheduleRow.id == good.id)
+                        .values(inputs=["not", "an", "object"]))
+    due = {r.id: r for r in await store.due(T0)}
+    assert isinstance(due[bad.id], BadRow) and "schedule_type" in due[bad.id].why
+    assert isinstance(due[good.id], BadRow) and "inputs" in due[good.id].why
+    assert await store.quarantine(due[bad.id], T0, "x")
+    assert not await store.quarantine(due[bad.id], T0, "y")  # once
+    runs, _ = await store.runs(bad.id)
+    assert [r.status for r in runs] == ["failed"]
+    assert (await store.get_schedule(bad.id)).state == "paused"
+    assert all(not isinstance(r, DueSchedule) for r in due.values())

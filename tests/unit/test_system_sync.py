@@ -15,7 +15,7 @@ from kodosumi_timer.system import (
     status_lines,
     sync,
 )
-from kodosumi_timer.timer import Timer
+from kodosumi_timer.timer import Timer, TimerConfig
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
 QUICK = "/-/127.0.0.1/8001/quick/-/"
@@ -332,7 +332,7 @@ async def test_timer_syncs_then_fires_as_the_timer_user(store, tmp_path):
     launcher = FakeLauncher()
     # the timer user is no kodosumi role: a role check would call it missing
     timer = Timer(store, launcher, FakeRoles(**{TIMER_USER: "missing"}), _NoWaker(),
-                  clock=clock, system=system, system_user=TIMER_USER)
+                  TimerConfig(system_user=TIMER_USER), clock=clock, system=system)
     await timer.refresh_system()
     clock.advance(minutes=1)
     assert await timer.fire_due() == 1

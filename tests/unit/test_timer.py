@@ -7,14 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kodosumi_timer.bridge import LaunchOutcome
-from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer
+from kodosumi_timer.bridge import LaunchOutcome, Reconciled
+from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer, TimerConfig
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
 
-def make_timer(store, launcher=None, roles=None, clock=None, waker=None, **kw):
+def make_timer(store, launcher=None, roles=None, clock=None, waker=None, sleep=None, **kw):
+    """A timer with an injected clock; ``kw`` are TimerConfig fields (no backoff)."""
+    config = TimerConfig(**{"backoff": lambda attempt: 0.0, **kw})
+    extra = {"sleep": sleep} if sleep is not None else {}
     return Timer(store, launcher or FakeLauncher(), roles or FakeRoles(), waker or LocalWaker(),
-                 clock=clock or Clock(T0), backoff=lambda attempt: 0.0, **kw)
+                 config, clock=clock or Clock(T0), **extra)
 
 
 async def test_due_once_schedule_fires_as_owner_with_inputs(store):
@@ -71,9 +74,10 @@ async def test_rejected_inputs_are_not_retried(store):
     assert (runs[0].status, runs[0].reason) == ("rejected", "text: must not be empty")
 
 
-async def test_transient_failure_is_retried(store):
+async def test_a_launch_that_never_reached_kodosumi_is_retried(store):
     row = await store.add_schedule(schedule())
-    launcher = FakeLauncher(LaunchOutcome("retry", reason="panel unreachable"))
+    launcher = FakeLauncher(LaunchOutcome("not_sent", reason="panel unreachable",
+                                          retryable=True))
     timer = make_timer(store, launcher)
     await timer.fire_due()
     await timer.drain()
@@ -83,13 +87,14 @@ async def test_transient_failure_is_retried(store):
 
 async def test_retries_are_bounded_then_failed(store):
     row = await store.add_schedule(schedule())
-    launcher = FakeLauncher(*[LaunchOutcome("retry", reason="HTTP 502")] * 5)
+    launcher = FakeLauncher(*[LaunchOutcome("not_sent", reason="connection refused",
+                                            retryable=True)] * 5)
     timer = make_timer(store, launcher, launch_attempts=3)
     await timer.fire_due()
     await timer.drain()
     assert len(launcher.calls) == 3
     run = (await store.runs(row.id))[0][0]
-    assert (run.status, run.reason) == ("failed", "HTTP 502")
+    assert (run.status, run.reason) == ("failed", "connection refused")
     assert timer.stats.failures == 1
 
 
@@ -140,8 +145,8 @@ async def test_loop_wakes_up_for_a_new_schedule(store):
     """A schedule created while the timer sleeps fires at its time, not at the next poll."""
     waker = LocalWaker()
     launcher = FakeLauncher()
-    timer = Timer(store, launcher, FakeRoles(), waker, interval=60.0,
-                  backoff=lambda a: 0.0)
+    timer = make_timer(store, launcher, waker=waker, clock=lambda: datetime.now(UTC),
+                       interval=60.0)
     runner = asyncio.create_task(timer.run())
     try:
         deadline = time.monotonic() + 10
@@ -235,9 +240,9 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     launched_at = []
 
     class Recording(FakeLauncher):
-        async def launch(self, flow_url, owner, inputs):  # type: ignore[no-untyped-def]
+        async def launch(self, flow_url, owner, inputs, **kw):  # type: ignore[no-untyped-def]
             launched_at.append(clock())
-            return await super().launch(flow_url, owner, inputs)
+            return await super().launch(flow_url, owner, inputs, **kw)
 
     async def sleep(seconds: float) -> None:  # the injected clock moves, nothing waits
         clock.advance(seconds=seconds)
@@ -246,7 +251,7 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     assert await timer.seconds_to_next() == 0.0  # wake claim_ahead before the slot
     assert await timer.fire_due() == 1
     runs, _ = await store.runs(row.id)
-    assert [r.status for r in runs] == ["unknown"]  # claimed before the slot
+    assert [r.status for r in runs] == ["queued"]  # claimed before the slot
     await timer.drain()
     assert launched_at == [slot]
     runs, _ = await store.runs(row.id)
@@ -261,25 +266,6 @@ async def test_not_claimed_when_beyond_claim_ahead(store):
     assert await timer.seconds_to_next() == pytest.approx(2.0)
 
 
-def test_outcome_of_reads_the_panel_like_before():
-    from kodosumi_timer.bridge import outcome_of
-
-    assert outcome_of(200, '{"result": "f1"}', "/f/").kind == "launched"
-    assert outcome_of(200, '{"errors": {"n": ["too big"]}}', "/f/").kind == "rejected"
-    assert outcome_of(404, "", "/f/").kind == "retry"
-    assert outcome_of(500, "Traceback...\nValueError: x", "/f/").reason == \
-        "panel answered HTTP 500: ValueError: x"
-    assert outcome_of(403, "", "/f/").kind == "failed"
-    # a 200 means the panel launched: without a readable execution id it is unknown
-    assert outcome_of(200, "not json", "/f/").kind == "unknown"
-    assert outcome_of(200, '{"elements": []}', "/f/").kind == "unknown"
-    assert "Serve application is gone" in outcome_of(404, "", "/f/").reason
-    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\n    f()\n' \
-            'RuntimeError: the app is gone\n                   ^^^^^\n'
-    assert outcome_of(400, trace, "/f/").reason == \
-        "panel answered HTTP 400: RuntimeError: the app is gone"
-
-
 async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(store):
     """Slots come from the store and the launch waits on the wall clock: a clock set
     back (NTP step) while the launch task sleeps makes it sleep again, never fire early."""
@@ -290,9 +276,9 @@ async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(sto
     steps = iter([-5.0])  # the first sleep ends with the clock 5 s earlier
 
     class Recording(FakeLauncher):
-        async def launch(self, flow_url, owner, inputs):  # type: ignore[no-untyped-def]
+        async def launch(self, flow_url, owner, inputs, **kw):  # type: ignore[no-untyped-def]
             launched_at.append(clock())
-            return await super().launch(flow_url, owner, inputs)
+            return await super().launch(flow_url, owner, inputs, **kw)
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds=next(steps, seconds))
@@ -335,7 +321,7 @@ async def test_a_change_between_the_early_claim_and_the_slot_is_honoured(store, 
     if change == "delete":
         assert runs == []
     else:
-        reason = {"pause": "paused before this slot", "edit": "changed within a second"}
+        reason = {"pause": "paused before this slot", "edit": "changed before this slot"}
         assert [(r.status, reason[change] in r.reason) for r in runs] == [("skipped", True)]
 
 
@@ -365,23 +351,23 @@ async def test_results_survive_a_failing_store_and_a_cancelled_writer(store):
     await asyncio.gather(*list(timer._launches))  # launched; results not written
     real = store.record_launches
 
-    async def failing(results):  # type: ignore[no-untyped-def]
+    async def failing(results, timer_id):  # type: ignore[no-untyped-def]
         raise OSError("database away")
 
     store.record_launches = failing
     with pytest.raises(RuntimeError, match="2 launch results could not be recorded"):
-        await timer._flush_results()
-    assert len(timer._results) == 2  # kept for the next try
+        await timer.writer.flush()
+    assert len(timer.writer._results) == 2  # kept for the next try
 
-    async def hanging(results):  # type: ignore[no-untyped-def]
+    async def hanging(results, timer_id):  # type: ignore[no-untyped-def]
         await asyncio.Event().wait()
 
     store.record_launches = hanging
-    writing = asyncio.create_task(timer._flush_results())
+    writing = asyncio.create_task(timer.writer.flush())
     await asyncio.sleep(0)
     writing.cancel()  # the timer stopping while the writer writes
     await asyncio.gather(writing, return_exceptions=True)
-    assert len(timer._results) == 2
+    assert len(timer.writer._results) == 2
     store.record_launches = real
     await timer.drain()
     for row in rows:
@@ -402,21 +388,22 @@ async def test_results_are_kept_while_the_store_comes_back_and_only_refused_rows
     real = store.record_launches
     refused = rows[2].id
 
-    async def flapping(results):  # type: ignore[no-untyped-def]
-        if len(results) > 1 or results[0][0].schedule_id == rows[0].id:
+    async def flapping(results, timer_id):  # type: ignore[no-untyped-def]
+        if len(results) > 1 or results[0].run.schedule_id == rows[0].id:
             raise OSError("connection reset")  # the database is coming back
-        if results[0][0].schedule_id == refused:
+        if results[0].run.schedule_id == refused:
             raise IntegrityError("update", {}, Exception("a bad row"))
-        await real(results)
+        await real(results, timer_id)
 
     store.record_launches = flapping
     with pytest.raises(RuntimeError, match="1 launch results could not be recorded yet"):
-        await timer._flush_results()
-    assert [r[0].schedule_id for r in timer._results] == [rows[0].id]  # kept
+        await timer.writer.flush()
+    assert [r.run.schedule_id for r in timer.writer._results] == [rows[0].id]  # kept
     store.record_launches = real
     await timer.drain()
     statuses = [[r.status for r in (await store.runs(row.id))[0]] for row in rows]
-    assert statuses == [["launched"], ["launched"], ["unknown"]]
+    # the refused row is given up: its run stays as it was when sent
+    assert statuses == [["launched"], ["launched"], ["launching"]]
 
 
 async def test_following_is_not_starved_by_a_stream_of_launches(store):
@@ -426,10 +413,10 @@ async def test_following_is_not_starved_by_a_stream_of_launches(store):
     await timer.fire_due()
     await timer.drain()
     launcher.statuses["fid-1"] = "finished"
-    timer._sending = 1  # a launch being sent
-    timer._followed = time.monotonic()
+    timer.launching.in_send.add(999)  # a launch being sent
+    timer.follower._followed = time.monotonic()
     assert await timer.follow() == 0  # launching first
-    timer._followed -= FOLLOW_AT_LEAST + 1
+    timer.follower._followed -= FOLLOW_AT_LEAST + 1
     assert await timer.follow() == 1  # but not for longer than FOLLOW_AT_LEAST
     assert (await store.get_schedule(row.id)).last_status == "finished"
 
@@ -446,7 +433,9 @@ async def test_a_schedule_that_cannot_be_planned_is_paused_not_retried_forever(s
     assert len(launcher.calls) == 1  # the other schedule was launched
     row = await store.get_schedule(bad.id)
     assert row.state == "paused" and row.next_run is None
-    assert "cannot be computed" in row.note
+    assert "cannot be run" in row.note and "Mars/Olympus_Mons" in row.note
+    runs, _ = await store.runs(bad.id)  # and its history says why
+    assert [(r.status, "unknown timezone" in r.reason) for r in runs] == [("failed", True)]
     assert await timer.seconds_to_next() > 0  # nothing left due: no busy loop
     assert (await store.get_schedule(good.id)).last_status == "launched"
 
@@ -457,7 +446,7 @@ async def test_drain_returns_when_a_finished_launch_is_still_in_the_set(store):
     timer = make_timer(store, FakeLauncher())
     finished = asyncio.create_task(asyncio.sleep(0))
     await finished
-    timer._launches.add(finished)  # as if its discard callback had not run yet
+    timer._launches[finished] = 1  # as if its done callback had not run yet
     await asyncio.wait_for(timer.drain(), timeout=5)
     await asyncio.wait_for(timer._backlog_below(1), timeout=5)
 
@@ -465,9 +454,9 @@ async def test_drain_returns_when_a_finished_launch_is_still_in_the_set(store):
 async def test_following_walks_many_active_runs_round_robin(store, monkeypatch):
     """With more active executions than a round polls, later ones are reached too (the
     oldest page was polled over and over before)."""
-    import kodosumi_timer.timer as timer_module
+    import kodosumi_timer.timer.following as following
 
-    monkeypatch.setattr(timer_module, "FOLLOW_PAGE", 2)
+    monkeypatch.setattr(following, "FOLLOW_PAGE", 2)
     for _ in range(5):
         await store.add_schedule(schedule())
     launcher = FakeLauncher()
@@ -480,7 +469,7 @@ async def test_following_walks_many_active_runs_round_robin(store, monkeypatch):
 
 
 def test_poll_spacing_grows_with_the_age_of_an_execution():
-    from kodosumi_timer.timer import FOLLOW_MAX_SPACING, poll_spacing
+    from kodosumi_timer.timer.following import FOLLOW_MAX_SPACING, poll_spacing
 
     assert poll_spacing(0) == 0 and poll_spacing(5) == 0.5
     assert poll_spacing(300) == 30
@@ -514,26 +503,63 @@ async def test_following_keeps_clear_of_a_slot_claimed_ahead(store):
     """A follow round (status requests, a transaction) never starts just before a slot,
     nor does a launch waiting for its slot hold following up."""
     timer, launcher, clock = await _one_running(store)
-    timer._followed = time.monotonic()
-    timer._waiting.append(T0 + timedelta(seconds=0.3))
+    timer.follower._followed = time.monotonic()
+    timer.launching.waiting.append(T0 + timedelta(seconds=0.3))
     assert await timer.follow() == 0 and launcher.status_calls == 0
-    timer._waiting[0] = T0 + timedelta(seconds=5)  # the next slot is far enough
+    timer.launching.waiting[0] = T0 + timedelta(seconds=5)  # the next slot is far enough
     await timer.follow()
     assert launcher.status_calls == 1
 
 
-async def test_no_answer_is_recorded_unknown_and_not_retried(store):
+async def test_in_doubt_and_found_by_kodosumi_is_launched_and_not_sent_again(store):
     row = await store.add_schedule(schedule())
-    launcher = FakeLauncher(LaunchOutcome("unknown", reason="no answer; may have started"))
+    launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="panel answered HTTP 502"),
+                            found=(Reconciled("found", fid="fid-k", reason="by marker"),))
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1 and launcher.asked == launcher.markers
+    run = (await store.runs(row.id))[0][0]
+    assert (run.status, run.fid) == ("launched", "fid-k")
+    assert "HTTP 502" in run.reason and "by marker" in run.reason
+
+
+async def test_in_doubt_and_absent_in_kodosumi_is_sent_again_with_the_same_marker(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="panel answered HTTP 500"))
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 2 and len(set(launcher.markers)) == 1
+    run = (await store.runs(row.id))[0][0]
+    assert (run.status, run.fid) == ("launched", "fid-2")
+
+
+async def test_in_doubt_that_kodosumi_cannot_settle_is_unknown_and_not_sent_again(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="no answer within 30 s"),
+                            found=(Reconciled("cannot_tell", reason="panel unreachable"),))
     timer = make_timer(store, launcher)
     await timer.fire_due()
     await timer.drain()
     assert len(launcher.calls) == 1
-    runs, _ = await store.runs(row.id)
-    assert [(r.status, r.reason) for r in runs] == [("unknown", "no answer; may have started")]
+    run = (await store.runs(row.id))[0][0]
+    assert run.status == "unknown"
+    assert "no answer within 30 s" in run.reason and "panel unreachable" in run.reason
 
 
-async def test_a_claim_committed_as_the_connection_broke_is_launched_late_not_lost(store):
+async def test_refused_for_good_is_failed_without_retry(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher(LaunchOutcome("refused", reason="the panel refused the token"))
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    assert (await store.runs(row.id))[0][0].status == "failed"
+
+
+async def test_a_claim_committed_as_the_connection_broke_is_launched_once_its_lease_ends(
+        store):
     row = await store.add_schedule(schedule())
     real = store.claim_many
 
@@ -543,34 +569,134 @@ async def test_a_claim_committed_as_the_connection_broke_is_launched_late_not_lo
 
     store.claim_many = commit_then_fail
     launcher = FakeLauncher()
-    timer = make_timer(store, launcher)
+    clock = Clock(T0)
+    timer = make_timer(store, launcher, clock=clock, lease=30.0)
     with pytest.raises(OSError):
         await timer.fire_due()
     assert launcher.calls == []
     store.claim_many = real
-    await timer.fire_due()  # the database is back: the claim is found to be ours
+    clock.advance(seconds=31)  # its lease is over: taken over (by this same timer)
+    assert await timer.step() == 1
     await timer.drain()
     assert len(launcher.calls) == 1
     runs, _ = await store.runs(row.id)
     assert [r.status for r in runs] == ["launched"]
-    await timer.fire_due()
+    clock.advance(seconds=31)
+    await timer.step()
     await timer.drain()
     assert len(launcher.calls) == 1  # and only once
 
 
-async def test_a_store_away_just_before_the_slot_still_launches_what_was_claimed(store):
+async def test_a_store_away_just_before_the_slot_delays_the_launch_never_doubles_it(store):
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
     timer, launcher, go = _claimed_ahead(store, clock)
     assert await timer.fire_due() == 1
+    real = store.schedule_versions
+    failures = []
 
     async def away(ids):  # type: ignore[no-untyped-def]
-        raise OSError("database restarting")
+        if len(failures) < 2:
+            failures.append(1)
+            raise OSError("database restarting")
+        return await real(ids)
 
-    store.schedules_by_id = away
+    store.schedule_versions = away
     go.set()
     await timer.drain()
-    assert len(launcher.calls) == 1
+    assert len(failures) == 2 and len(launcher.calls) == 1
     runs, _ = await store.runs(row.id)
     assert [r.status for r in runs] == ["launched"]
+
+
+async def test_a_stalled_timer_loses_its_claims_and_sends_nothing_when_it_wakes(store):
+    """A timer frozen after claiming ahead (a paused VM): another timer takes the slot
+    over once the lease ended; the frozen one, thawed, finds it is not its own."""
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    frozen, frozen_launcher, go = _claimed_ahead(store, clock)
+    assert await frozen.fire_due() == 1
+    clock.advance(seconds=40)  # frozen beyond its 30 s lease
+    other_launcher = FakeLauncher()
+    other = make_timer(store, other_launcher, clock=clock)
+    assert await other.step() == 1
+    await other.drain()
+    go.set()  # the frozen timer wakes up
+    await frozen.drain()
+    assert frozen_launcher.calls == [] and len(other_launcher.calls) == 1
+    runs, _ = await store.runs(row.id)
+    assert [r.status for r in runs] == ["launched"]
+
+
+@pytest.mark.parametrize(("catchup", "status"), [("skip", "missed"), ("once", "launched")])
+async def test_a_slot_sent_after_its_catchup_window_follows_the_catchup_rule(
+        store, catchup, status):
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot, catchup=catchup, catchup_window=10))
+    clock = Clock(T0)
+    frozen, launcher, go = _claimed_ahead(store, clock)
+    assert await frozen.fire_due() == 1
+    clock.advance(seconds=20)  # stalled: nobody else took it over (no other timer)
+    go.set()
+    await frozen.drain()
+    runs, _ = await store.runs(row.id)
+    assert [r.status for r in runs] == [status]
+    assert len(launcher.calls) == (1 if status == "launched" else 0)
+    if status == "missed":
+        assert "catchup_window (10 s" in runs[0].reason
+
+
+@pytest.mark.parametrize("answer", ["found", "absent", "cannot_tell"])
+async def test_a_run_a_killed_timer_was_sending_is_settled_with_kodosumi(store, answer):
+    from kodosumi_timer.store.repository import ClaimRequest
+
+    row = await store.add_schedule(schedule())
+    clock = Clock(T0)
+    # a timer claimed the slot and was killed just as its request went out
+    [claim] = await store.claim_many([ClaimRequest(row, T0, None, "ran once")], T0, "dead",
+                                     T0 + timedelta(seconds=30))
+    await store.start_sending("dead", [claim.run.id], T0, T0 + timedelta(seconds=60))
+    clock.advance(seconds=61)
+    found = {"found": Reconciled("found", fid="fid-k"), "absent": Reconciled("absent"),
+             "cannot_tell": Reconciled("cannot_tell", reason="timeline unreadable")}[answer]
+    launcher = FakeLauncher(found=(found,))
+    heir = make_timer(store, launcher, clock=clock)
+    assert await heir.step() == 1
+    await heir.drain()
+    run = (await store.runs(row.id))[0][0]
+    assert len(launcher.asked) == 1
+    expected = {"found": ("launched", "fid-k", 0), "absent": ("launched", "fid-1", 1),
+                "cannot_tell": ("unknown", None, 0)}[answer]
+    assert (run.status, run.fid, len(launcher.calls)) == expected
+
+
+async def test_stop_hands_back_runs_not_sent_and_the_next_timer_takes_them_at_once(store):
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    stopping, stopping_launcher, _go = _claimed_ahead(store, clock)
+    assert await stopping.fire_due() == 1
+    stopping.stop()
+    await stopping._hand_back()
+    assert stopping_launcher.calls == []
+    clock.advance(seconds=1)
+    launcher = FakeLauncher()
+    nxt = make_timer(store, launcher, clock=clock)
+    assert await nxt.step() == 1  # taken over without waiting for the lease
+    await nxt.drain()
+    assert [r.status for r in (await store.runs(row.id))[0]] == ["launched"]
+
+
+async def test_an_error_records_the_agents_own_reason(store):
+    row = await store.add_schedule(schedule())
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.statuses["fid-1"] = "error"
+    launcher.errors["fid-1"] = "ValueError: invalid literal for int() with base 10: 'abc'"
+    assert await timer.follow() == 1
+    run = (await store.runs(row.id))[0][0]
+    assert (run.status, run.reason) == ("error", launcher.errors["fid-1"])

@@ -1,0 +1,26 @@
+"""Every reason text the timer writes into a run's history, in one place."""
+
+MISSED = "the timer was not running at this time"
+MISSED_LATE = ("due to be sent {late:.0f} s after its slot, beyond catchup_window "
+               "({window} s; catchup=skip)")
+OVERLAP = "the previous execution was still running (overlap=skip)"
+PAUSED = "the schedule was paused before this slot"
+CHANGED = "the schedule was changed before this slot; the change applies from the next slot"
+OWNER_INACTIVE = "owner inactive"
+OWNER_MISSING = "owner no longer exists"
+PAUSED_BY_TIMER = "paused by the timer: {why}"
+BAD_ROW = "the stored schedule cannot be run: {why}"
+CANNOT_PLAN = "its next run cannot be computed ({why})"
+FOLLOW_LOST = "kodosumi does not know this execution"
+TIMER_ERROR = "timer error while launching: {error}"
+RECONCILED = "kodosumi answered {answer}; found its execution: {how}"
+NOT_FOUND_RETRIED = "kodosumi answered {answer} and shows no execution for this run; sent again"
+IN_DOUBT = "{answer}; whether kodosumi started it cannot be told: {why}"
+TAKEN_OVER = "taken over from timer {timer} whose claim expired"
+
+
+def owner_reason(state: str) -> str | None:
+    """Why an owner in ``state`` (active | inactive | missing) cannot launch, or None."""
+    if state == "active":
+        return None
+    return OWNER_INACTIVE if state == "inactive" else OWNER_MISSING

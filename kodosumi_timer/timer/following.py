@@ -1,0 +1,103 @@
+"""Following launched executions to their end by asking kodosumi for their status."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from kodosumi_timer import reasons
+from kodosumi_timer.bridge import Launcher
+from kodosumi_timer.runs import RunStatus
+from kodosumi_timer.store import RunRow, Store
+from kodosumi_timer.store.repository import RunChange
+from kodosumi_timer.timer.pacing import Pacer
+
+log = logging.getLogger("kodosumi_timer.timer")
+
+# an execution kodosumi still does not know after this long is recorded unknown
+FOLLOW_GIVE_UP = timedelta(minutes=10)
+# a follow round polls at most this many executions; more are walked round-robin
+FOLLOW_PAGE = 200
+# an execution running for a while is polled less often: every tenth of its age, at
+# most this many seconds apart (a day-long run needs no status request every 2 s)
+FOLLOW_MAX_SPACING = 60.0
+# while launches are being sent following waits, but at most this many seconds
+FOLLOW_AT_LEAST = 10.0
+# status requests of one round in flight at once
+FOLLOW_CONCURRENCY = 16
+
+
+def poll_spacing(age: float) -> float:
+    """Seconds until an execution that has run ``age`` seconds is polled again (0: at
+    the next round)."""
+    return min(FOLLOW_MAX_SPACING, age / 10)
+
+
+class Follower:
+    def __init__(self, store: Store, launcher: Launcher, pacer: Pacer,
+                 clock: Callable[[], datetime], launching_busy: Callable[[], bool]):
+        self.store = store
+        self.launcher = launcher
+        self.pacer = pacer
+        self.clock = clock
+        self.launching_busy = launching_busy
+        self._followed = 0.0  # time.monotonic() of the last round
+        self._after = 0  # run id the next round starts after
+        self._poll_at: dict[int, float] = {}  # run id -> time.monotonic() of its next poll
+        self._requests = asyncio.Semaphore(FOLLOW_CONCURRENCY)
+
+    async def follow(self) -> int:
+        """One round: poll the executions whose poll is due, of a page of the active
+        runs (the next page the next round); record what changed in one transaction;
+        return how many ended. Launching comes first: while launches are being sent or
+        one is due in a moment, following waits, but never longer than
+        ``FOLLOW_AT_LEAST`` seconds."""
+        if self.launching_busy() and time.monotonic() - self._followed < FOLLOW_AT_LEAST:
+            return 0
+        self._followed = mono = time.monotonic()
+        page = await self.store.active_runs(FOLLOW_PAGE, after=self._after)
+        if len(page) == FOLLOW_PAGE:
+            self._after = page[-1].id
+        else:  # the end of the active runs: start over, forget runs no longer seen
+            self._after = 0
+            self._poll_at = {run_id: at for run_id, at in self._poll_at.items()
+                             if at > mono - 2 * FOLLOW_MAX_SPACING}
+            self.pacer.set_running(await self.store.count_active_runs())
+        runs = [run for run in page
+                if run.fid is not None and self._poll_at.get(run.id, 0.0) <= mono]
+        statuses = await asyncio.gather(*(self._status(run) for run in runs))
+        now = self.clock()
+        changes: list[RunChange] = []
+        for run, status in zip(runs, statuses, strict=True):
+            age = (now - run.fired_at).total_seconds() if run.fired_at else 0.0
+            self._poll_at[run.id] = mono + poll_spacing(age)
+            if status in (RunStatus.FINISHED, RunStatus.ERROR):
+                del self._poll_at[run.id]
+                reason = await self._error_reason(run) if status == RunStatus.ERROR else None
+                changes.append(RunChange(run, status, now, reason))
+            elif status in ("starting", "running", "awaiting"):
+                if run.status != RunStatus.RUNNING:
+                    changes.append(RunChange(run, RunStatus.RUNNING, now))
+            elif status is None and run.fired_at and now - run.fired_at > FOLLOW_GIVE_UP:
+                changes.append(RunChange(run, RunStatus.UNKNOWN, now, reasons.FOLLOW_LOST))
+        await self.store.finish_runs(changes)
+        ended = sum(1 for c in changes if c.status != RunStatus.RUNNING)
+        if ended:
+            self.pacer.set_running(self.pacer.running - ended)
+        return ended
+
+    async def _status(self, run: RunRow) -> str | None:
+        assert run.fid is not None
+        async with self._requests:
+            return await self.launcher.status(run.fid, run.owner)
+
+    async def _error_reason(self, run: RunRow) -> str | None:
+        """The agent's own last error line, from kodosumi's events."""
+        assert run.fid is not None
+        try:
+            async with self._requests:
+                return await self.launcher.error_reason(run.fid, run.owner)
+        except Exception:
+            log.debug("error reason of %s not read", run.fid, exc_info=True)
+            return None

@@ -1,0 +1,250 @@
+"""Launching one claimed run: wait for its instant, wait for its turn, check that it
+is still this timer's to send, send it, and find out what became of it.
+
+At most once: a request is sent again only when it provably did not reach kodosumi
+(``not_sent``), or when kodosumi answered and certainly started nothing (``refused``,
+retryable), or when kodosumi, asked after an answer that leaves it in doubt, shows no
+execution for this run. Everything else ends the run with what is known.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from kodosumi_timer import policy, reasons
+from kodosumi_timer.bridge import Launcher, LaunchOutcome
+from kodosumi_timer.runs import RunStatus
+from kodosumi_timer.store import RunRow, Store
+from kodosumi_timer.store.repository import Claim, LaunchResult
+from kodosumi_timer.timer.pacing import Pacer, Ticket
+from kodosumi_timer.timer.recording import ResultWriter
+from kodosumi_timer.timer.stalls import watched
+
+log = logging.getLogger("kodosumi_timer.timer")
+
+
+def run_marker(run: RunRow) -> str:
+    """The run's own key, carried with its launch so that kodosumi can be asked later
+    whether it started it."""
+    return f"ktimer-{run.schedule_id}-{int(run.slot.timestamp() * 1000)}-{run.attempt}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a claimed run is sent; if not, the status and reason it ends with (none:
+    it is not this timer's any more, or its schedule is gone)."""
+
+    send: bool
+    status: str | None = None
+    reason: str | None = None
+
+
+SEND = Verdict(True)
+DROP = Verdict(False)
+
+
+class SendGate:
+    """The last check before a request goes out, for all the runs due at one instant in
+    one pair of statements: the schedule is still there, not paused, not changed since
+    the claim, the slot not too late for its catch-up rules; then the runs move to
+    ``launching`` only if this timer still holds them (atomic: a timer that stalled past
+    its lease and was taken over sends nothing)."""
+
+    def __init__(self, store: Store, timer_id: str, clock: Callable[[], datetime],
+                 send_lease: timedelta):
+        self.store = store
+        self.timer_id = timer_id
+        self.clock = clock
+        self.send_lease = send_lease
+        self._pending: list[tuple[Claim, asyncio.Future[Verdict]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def admit(self, claim: Claim) -> Verdict:
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._pending.append((claim, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # the other launches of this instant join the batch
+        while self._pending:
+            batch, self._pending = self._pending, []
+            batch = [(c, f) for c, f in batch if not f.done()]
+            verdicts = await self._judge_until_answered([c for c, _ in batch])
+            for (_, future), verdict in zip(batch, verdicts, strict=True):
+                if not future.done():
+                    future.set_result(verdict)
+
+    async def _judge_until_answered(self, claims: list[Claim]) -> list[Verdict]:
+        # never sent unchecked: while the store is away the runs wait (late, not twice)
+        delay = 0.2
+        while True:
+            try:
+                async with watched("the store (checking runs before sending)"):
+                    return await self._judge(claims)
+            except Exception as exc:
+                log.warning("runs not checked before sending (%r); trying again in %.1f s",
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    async def _judge(self, claims: list[Claim]) -> list[Verdict]:
+        current = await self.store.schedule_versions(c.schedule.id for c in claims)
+        now = self.clock()
+        verdicts: list[Verdict] = []
+        for claim in claims:
+            verdicts.append(self._rule(claim, current.get(claim.schedule.id), now))
+        sendable = [c.run.id for c, v in zip(claims, verdicts, strict=True) if v.send]
+        allowed = await self.store.start_sending(
+            self.timer_id, sendable, now, now + self.send_lease)
+        for i, claim in enumerate(claims):
+            if verdicts[i].send and claim.run.id not in allowed:
+                log.info("schedule %s slot %s: held by another timer now; not sent here",
+                         claim.schedule.id, claim.run.slot)
+                verdicts[i] = DROP
+            elif verdicts[i].send:
+                claim.run.status, claim.run.fired_at = RunStatus.LAUNCHING, now
+        return verdicts
+
+    @staticmethod
+    def _rule(claim: Claim, current: tuple[str, int] | None, now: datetime) -> Verdict:
+        schedule, run = claim.schedule, claim.run
+        if current is None:  # deleted: its runs went with it
+            return DROP
+        if run.trigger != "timer":  # "run now" runs whatever the schedule's state
+            return SEND
+        state, version = current
+        if state == "paused":
+            return Verdict(False, RunStatus.SKIPPED, reasons.PAUSED)
+        if version != schedule.version:
+            return Verdict(False, RunStatus.SKIPPED, reasons.CHANGED)
+        if policy.too_late(run.slot, now, schedule.catchup, schedule.catchup_window):
+            late = (now - run.slot).total_seconds()
+            return Verdict(False, RunStatus.MISSED, reasons.MISSED_LATE.format(
+                late=late, window=schedule.catchup_window))
+        return SEND
+
+
+@dataclass
+class Launching:
+    """The launch of every claimed run, each its own task."""
+
+    store: Store
+    launcher: Launcher
+    pacer: Pacer
+    gate: SendGate
+    writer: ResultWriter
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], Awaitable[None]]
+    attempts: int
+    backoff: Callable[[int], float]
+    system_user: str
+    in_send: set[int] = field(default_factory=set)  # runs whose request may be going out
+    failures: int = 0
+    waiting: list[datetime] = field(default_factory=list)  # instants launches sleep to
+
+    def busy(self, clearance: float = 0.5) -> bool:
+        """Whether requests are being sent or one is due in less than ``clearance`` s."""
+        now = self.clock()
+        return bool(self.in_send) or any(
+            (slot - now).total_seconds() < clearance for slot in self.waiting)
+
+    async def launch(self, claim: Claim) -> None:
+        """One claimed run, from its instant to its recorded result."""
+        try:
+            await self._launch(claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not leave the run without a reason
+            log.exception("schedule %s slot %s: the launch task failed",
+                          claim.schedule.id, claim.run.slot)
+            self.failures += 1
+            self.writer.add(LaunchResult(claim.run, RunStatus.UNKNOWN, self.clock(), None,
+                                         reasons.TIMER_ERROR.format(error=repr(exc))[:300]))
+
+    async def _launch(self, claim: Claim) -> None:
+        run, schedule = claim.run, claim.schedule
+        if run.trigger == "timer":
+            self.waiting.append(run.slot)
+            try:
+                await self.until(run.slot)
+            finally:
+                self.waiting.remove(run.slot)
+        owner = self.system_user if schedule.system else schedule.owner
+        ticket = await self.pacer.turn(owner, schedule.flow_url)
+        try:
+            verdict = await self.gate.admit(claim)
+            if not verdict.send:
+                if verdict.status is not None:
+                    log.info("schedule %s slot %s %s: %s", schedule.id, run.slot,
+                             verdict.status, verdict.reason)
+                    self.writer.add(LaunchResult(run, verdict.status, self.clock(), None,
+                                                 verdict.reason))
+                return
+            self.in_send.add(run.id)
+            try:
+                result = await self.send(claim, ticket)
+            finally:
+                self.in_send.discard(run.id)
+        finally:
+            self.pacer.done(ticket)
+        if result.status != RunStatus.LAUNCHED:
+            self.failures += 1
+            log.warning("schedule %s slot %s %s: %s", schedule.id, run.slot, result.status,
+                        result.reason)
+        else:  # each launch is in the run history
+            log.debug("schedule %s slot %s launched %s", schedule.id, run.slot, result.fid)
+        self.writer.add(result)
+
+    async def until(self, instant: datetime) -> None:
+        """Sleep until ``instant`` on the wall clock the slots are on: never early."""
+        while (remaining := (instant - self.clock()).total_seconds()) > 0:
+            await self.sleep(remaining)
+
+    async def send(self, claim: Claim, ticket: Ticket | None = None) -> LaunchResult:
+        """Send the run's launch request, retrying only what is safe to retry."""
+        schedule, run = claim.schedule, claim.run
+        marker = run_marker(run)
+        sent_at = self.clock()
+        outcome = LaunchOutcome("not_sent", reason="not attempted")
+        for attempt in range(1, self.attempts + 1):
+            try:
+                async with watched(f"the panel (launching {schedule.flow_url})"):
+                    outcome = await self.launcher.launch(
+                        schedule.flow_url, schedule.owner, dict(schedule.inputs), marker=marker)
+            except Exception as exc:  # whatever it was, the request may have gone out
+                outcome = LaunchOutcome("in_doubt", reason=f"launch error: {exc!r}"[:300])
+            if ticket is not None:
+                self.pacer.observe(ticket, overloaded=outcome.kind in ("in_doubt", "not_sent")
+                                   or (outcome.kind == "refused" and outcome.retryable))
+            last = attempt == self.attempts
+            if outcome.kind == "launched":
+                return LaunchResult(run, RunStatus.LAUNCHED, self.clock(), outcome.fid)
+            if outcome.kind == "rejected":
+                return LaunchResult(run, RunStatus.REJECTED, self.clock(), None, outcome.reason)
+            if outcome.kind == "in_doubt":
+                found = await self.launcher.find_launch(
+                    schedule.flow_url, schedule.owner, dict(schedule.inputs), marker=marker,
+                    sent_at=sent_at)
+                if found.kind == "found":
+                    log.info("schedule %s slot %s: %s, but kodosumi started it (%s)",
+                             schedule.id, run.slot, outcome.reason, found.fid)
+                    return LaunchResult(run, RunStatus.LAUNCHED, self.clock(), found.fid,
+                                        reasons.RECONCILED.format(answer=outcome.reason,
+                                                                  how=found.reason or "marker"))
+                if found.kind == "cannot_tell" or last:
+                    return LaunchResult(run, RunStatus.UNKNOWN, self.clock(), None,
+                                        reasons.IN_DOUBT.format(
+                                            answer=outcome.reason,
+                                            why=found.reason or "no execution found")[:500])
+            elif last or outcome.kind == "refused" and not outcome.retryable:
+                return LaunchResult(run, RunStatus.FAILED, self.clock(), None, outcome.reason)
+            delay = self.backoff(attempt)
+            log.info("schedule %s slot %s: attempt %d of %d not launched (%s); trying again "
+                     "in %.1f s", schedule.id, run.slot, attempt, self.attempts,
+                     outcome.reason, delay)
+            await self.sleep(delay)
+        return LaunchResult(run, RunStatus.FAILED, self.clock(), None, outcome.reason)

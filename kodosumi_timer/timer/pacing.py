@@ -1,0 +1,192 @@
+"""Pacing: launch as fast as kodosumi takes it, fairly by owner.
+
+How many launch requests may be in flight is learnt from kodosumi's answers, like an
+adaptive concurrency limiter (additive increase, multiplicative decrease): an answer
+within ``target`` seconds raises the limit by one per limit's worth of answers; a slow
+answer, an error or no answer cuts it (at most once per ``target`` seconds, so that one
+wave of slow answers is one cut). There is one limit for the panel and one per flow: a
+flow whose app hangs uses up its own limit, not the others'. A request in flight for
+longer than ``stuck_after`` seconds no longer counts against the panel's limit (it is
+its flow's problem), so hanging requests never stall unrelated launches.
+
+An optional cap, ``max_running``, bounds the executions launched and not ended.
+
+Launches that cannot go yet wait in one queue per owner; the queues are served in turn,
+so one user's thousand slots never delay another user's one.
+"""
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Limit:
+    """An additive-increase / multiplicative-decrease limit of requests in flight."""
+
+    value: float = 4.0
+    low: float = 1.0
+    high: float = 32.0
+    target: float = 2.0  # seconds: slower answers mean "overloaded"
+    backoff: float = 0.5
+    _cut_at: float = -1e9
+
+    def allows(self, in_flight: int) -> bool:
+        return in_flight < int(self.value)
+
+    def observe(self, seconds: float, overloaded: bool, now: float) -> None:
+        if overloaded or seconds > self.target:
+            if now - self._cut_at >= self.target:
+                self.value = max(self.low, self.value * self.backoff)
+                self._cut_at = now
+        else:
+            self.value = min(self.high, self.value + 1.0 / self.value)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """Leave to send one launch request; given back with ``Pacer.done``."""
+
+    owner: str
+    flow: str
+    started: float = 0.0
+
+
+@dataclass(eq=False)
+class _Waiter:
+    owner: str
+    flow: str
+    future: "asyncio.Future[Ticket]"
+
+
+@dataclass
+class Pacer:
+    max_running: int | None = None
+    initial: float = 4.0
+    high: float = 32.0
+    target: float = 2.0
+    stuck_after: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    running: int = 0  # executions launched and not ended (kept by the follower)
+    panel: Limit = field(init=False)
+    flows: dict[str, Limit] = field(default_factory=dict)
+    _in_flight: dict[Ticket, None] = field(default_factory=dict)
+    _by_flow: Counter[str] = field(default_factory=Counter)
+    _queues: dict[str, deque[_Waiter]] = field(default_factory=dict)
+    _turns: deque[str] = field(default_factory=deque)
+    _recheck: asyncio.TimerHandle | None = None
+
+    def __post_init__(self) -> None:
+        self.panel = Limit(value=self.initial * 2, high=self.high, target=self.target)
+
+    # ---- what the launches call ----------------------------------------------------
+
+    async def turn(self, owner: str, flow: str) -> Ticket:
+        """Wait until this launch may be sent; served round-robin by owner."""
+        if not self._turns and self._room(flow):
+            return self._grant(owner, flow)
+        waiter = _Waiter(owner, flow, asyncio.get_running_loop().create_future())
+        if owner not in self._queues:
+            self._queues[owner] = deque()
+            self._turns.append(owner)
+        self._queues[owner].append(waiter)
+        self._dispatch()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.done(waiter.future.result())  # granted as it was cancelled
+            raise
+
+    def observe(self, ticket: Ticket, overloaded: bool) -> None:
+        """kodosumi answered the request of ``ticket`` (or did not: ``overloaded``)."""
+        now = self.clock()
+        seconds = now - ticket.started
+        self.panel.observe(seconds, overloaded, now)
+        self._flow(ticket.flow).observe(seconds, overloaded, now)
+
+    def done(self, ticket: Ticket) -> None:
+        if ticket in self._in_flight:
+            del self._in_flight[ticket]
+            self._by_flow[ticket.flow] -= 1
+        self._dispatch()
+
+    def set_running(self, running: int) -> None:
+        self.running = max(0, running)
+        self._dispatch()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # ---- inside -------------------------------------------------------------------
+
+    def _flow(self, flow: str) -> Limit:
+        if flow not in self.flows:
+            self.flows[flow] = Limit(value=self.initial, high=self.high, target=self.target)
+        return self.flows[flow]
+
+    def _panel_busy(self) -> int:
+        now = self.clock()
+        return sum(1 for t in self._in_flight if now - t.started < self.stuck_after)
+
+    def _global_room(self) -> bool:
+        if self.max_running is not None and \
+                self.running + len(self._in_flight) >= self.max_running:
+            return False
+        return self.panel.allows(self._panel_busy())
+
+    def _room(self, flow: str) -> bool:
+        return self._global_room() and self._flow(flow).allows(self._by_flow[flow])
+
+    def _grant(self, owner: str, flow: str) -> Ticket:
+        ticket = Ticket(owner, flow, self.clock())
+        self._in_flight[ticket] = None
+        self._by_flow[flow] += 1
+        if self._recheck is None:  # a request that hangs stops counting for the panel
+            self._recheck = asyncio.get_running_loop().call_later(
+                self.stuck_after, self._recheck_stuck)
+        return ticket
+
+    def _recheck_stuck(self) -> None:
+        self._recheck = None
+        self._dispatch()
+        if self._in_flight and self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(
+                self.stuck_after / 2, self._recheck_stuck)
+
+    def _dispatch(self) -> None:
+        """Hand out turns while there is room: owners in rotation, each owner's first
+        launch whose flow has room."""
+        granted = True
+        while granted and self._turns:
+            granted = False
+            for _ in range(len(self._turns)):
+                if not self._global_room():
+                    return
+                owner = self._turns[0]
+                self._turns.rotate(-1)
+                queue = self._queues[owner]
+                waiter = self._first_ready(queue)
+                if waiter is not None:
+                    queue.remove(waiter)
+                    waiter.future.set_result(self._grant(waiter.owner, waiter.flow))
+                    granted = True
+                if not queue:
+                    del self._queues[owner]
+                    self._turns.remove(owner)
+
+    def _first_ready(self, queue: deque[_Waiter], scan: int = 32) -> _Waiter | None:
+        for waiter in list(queue)[:scan]:
+            if waiter.future.cancelled():
+                queue.remove(waiter)
+                continue
+            if self._flow(waiter.flow).allows(self._by_flow[waiter.flow]):
+                return waiter
+        return None
