@@ -162,25 +162,28 @@ class Pacer:
                 self.stuck_after / 2, self._recheck_stuck)
 
     def _dispatch(self) -> None:
-        """Hand out turns while there is room: owners in rotation, each owner's first
-        launch whose flow has room."""
+        """Hand out turns while there is room: owners in turn, each owner's first launch
+        whose flow has room. An owner served goes to the back of the line; one whose
+        launches cannot go yet keeps its place."""
         granted = True
         while granted and self._turns:
             granted = False
-            for _ in range(len(self._turns)):
+            for owner in list(self._turns):
                 if not self._global_room():
                     return
-                owner = self._turns[0]
-                self._turns.rotate(-1)
                 queue = self._queues[owner]
                 waiter = self._first_ready(queue)
                 if waiter is not None:
                     queue.remove(waiter)
                     waiter.future.set_result(self._grant(waiter.owner, waiter.flow))
                     granted = True
+                    self._turns.remove(owner)
+                    if queue:
+                        self._turns.append(owner)
                 if not queue:
                     del self._queues[owner]
-                    self._turns.remove(owner)
+                    if owner in self._turns:
+                        self._turns.remove(owner)
 
     def _first_ready(self, queue: deque[_Waiter], scan: int = 32) -> _Waiter | None:
         for waiter in list(queue)[:scan]:

@@ -1,0 +1,96 @@
+"""Pacing: adaptive limits, fairness by owner, hanging requests, the running cap."""
+
+import asyncio
+
+from kodosumi_timer.timer.pacing import Limit, Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_limit_grows_on_quick_answers_and_is_cut_once_per_wave_of_slow_ones():
+    limit = Limit(value=4.0, high=8.0, target=2.0)
+    for _ in range(40):
+        limit.observe(0.1, overloaded=False, now=0.0)
+    assert limit.value == 8.0  # additive increase, capped
+    limit.observe(5.0, overloaded=False, now=10.0)
+    limit.observe(5.0, overloaded=False, now=10.5)  # the same wave: no second cut
+    assert limit.value == 4.0
+    limit.observe(0.1, overloaded=True, now=13.0)
+    assert limit.value == 2.0
+    for t in range(20):
+        limit.observe(0.1, overloaded=True, now=20.0 + 3 * t)
+    assert limit.value == 1.0  # never below one
+
+
+async def test_waiting_launches_are_served_round_robin_by_owner():
+    pacer = Pacer(initial=1.0, high=1.0)
+    first = await pacer.turn("alice", "/f/")  # takes the only place
+    order: list[str] = []
+
+    async def one(owner: str) -> None:
+        ticket = await pacer.turn(owner, "/f/")
+        order.append(owner)
+        pacer.done(ticket)
+
+    tasks = [asyncio.create_task(one("alice")) for _ in range(5)]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(one("bob")))
+    await asyncio.sleep(0)
+    assert pacer.waiting == 6
+    pacer.done(first)
+    await asyncio.gather(*tasks)
+    assert order.index("bob") <= 1  # bob's one slot waits for at most one of alice's
+
+
+async def test_a_hanging_flow_does_not_hold_up_another_flow():
+    clock = Clock()
+    pacer = Pacer(initial=2.0, high=32.0, stuck_after=10.0, clock=clock)
+    hanging = [await pacer.turn("alice", "/slow/") for _ in range(2)]
+    # the slow flow's limit is used up; its next launch waits
+    waiting = asyncio.create_task(pacer.turn("alice", "/slow/"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    # another flow goes at once
+    other = await asyncio.wait_for(pacer.turn("bob", "/quick/"), 1)
+    pacer.done(other)
+    clock.now = 11.0  # the hanging requests no longer count against the panel's limit (4)
+    many = [await asyncio.wait_for(pacer.turn("carol", f"/f{i}/"), 1) for i in range(4)]
+    fifth = asyncio.create_task(pacer.turn("carol", "/f9/"))  # but fresh requests do
+    await asyncio.sleep(0)
+    assert not fifth.done()
+    pacer.done(many.pop())
+    many.append(await asyncio.wait_for(fifth, 1))
+    for ticket in [*hanging, *many]:
+        pacer.done(ticket)
+    pacer.done(await waiting)
+
+
+async def test_the_running_cap_holds_launches_until_executions_end():
+    pacer = Pacer(max_running=2, initial=8.0)
+    pacer.set_running(2)
+    waiting = asyncio.create_task(pacer.turn("alice", "/f/"))
+    await asyncio.sleep(0)
+    assert not waiting.done() and pacer.waiting == 1
+    pacer.set_running(1)  # one execution ended
+    ticket = await asyncio.wait_for(waiting, 1)
+    pacer.done(ticket)
+
+
+async def test_a_cancelled_waiter_gives_its_place_back():
+    pacer = Pacer(initial=1.0, high=1.0)
+    held = await pacer.turn("alice", "/f/")
+    waiter = asyncio.create_task(pacer.turn("bob", "/f/"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    pacer.done(held)
+    ticket = await asyncio.wait_for(pacer.turn("carol", "/f/"), 1)
+    assert pacer.in_flight == 1
+    pacer.done(ticket)
+    assert pacer.in_flight == 0
