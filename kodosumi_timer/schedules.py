@@ -6,9 +6,9 @@ system-schedule sync.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from kodosumi_timer import cron
+from kodosumi_timer import cron, forminputs
 from kodosumi_timer.errors import InvalidInput
 from kodosumi_timer.models import ScheduleCreate, ScheduleResponse, ScheduleUpdate
 from kodosumi_timer.store.repository import new_id
@@ -26,6 +26,17 @@ class FlowInfo:
 
 class Flows(Protocol):
     async def find(self, flow_url: str) -> FlowInfo | None: ...
+
+    async def form(self, flow_url: str, owner: str) -> list[dict[str, Any]]:
+        """The flow's input form (its ``elements``) as ``owner`` gets it; InvalidInput
+        for an unknown flow, FlowUnavailable when its app does not answer."""
+        ...
+
+
+async def checked_inputs(flows: Flows, flow_url: str, owner: str,
+                         inputs: dict[str, Any]) -> dict[str, str]:
+    """``inputs`` as the agent's own form would post them (issue 17), or InvalidInput."""
+    return forminputs.normalise(await flows.form(flow_url, owner), inputs)
 
 
 def canonical_flow_url(flow_url: str) -> str:
@@ -83,12 +94,14 @@ async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows:
     if end_at is not None and end_at < first:
         raise InvalidInput("end_at is before the first fire time", field="end_at")
     expose_name = data.expose_name or flow.summary or flow.url
+    # inputs checked against the agent's form, stored as the form would post them
+    inputs = await checked_inputs(flows, flow.url, owner, data.inputs)
     row = ScheduleRow(
         id=new_id(), owner=owner, system=system, expose_name=expose_name[:200],
         flow_url=flow.url, title=data.title, schedule_type=data.schedule_type,
         cron_expression=data.cron_expression if data.schedule_type == "cron" else None,
         run_at=first if data.schedule_type == "once" else None, timezone=data.timezone,
-        inputs=data.inputs, state="active", catchup=data.catchup,
+        inputs=inputs, state="active", catchup=data.catchup,
         catchup_window=data.catchup_window, overlap=data.overlap,
         end_at=end_at, max_runs=data.max_runs, run_count=0, next_run=first,
         version=1, created=now, updated=now,
@@ -163,6 +176,9 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
     for key in ("expose_name", "title", "inputs", "catchup", "catchup_window", "overlap"):
         if key in given:
             values[key] = getattr(create, key)
+    if given & {"inputs", "flow_url"}:  # checked against the (new) agent's form
+        values["inputs"] = await checked_inputs(
+            flows, str(values.get("flow_url", row.flow_url)), row.owner, create.inputs)
     if retime:
         create = create.model_copy(update={"timezone": _zone(create.timezone)})
         end_at = _aware(create.end_at, create.timezone, "end_at")

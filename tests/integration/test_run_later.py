@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 # kodosumi's checkbox takes the browser's "on" for checked (its forms post that)
 INPUTS = {"message": "hello from the timer", "repeat": 2, "colour": "blue", "shout": "on",
           "day": "2027-01-04"}
-RECORDED = {**INPUTS, "shout": True}
+# stored as the form posts them (a number as a string), so recorded that way
+RECORDED = {**INPUTS, "repeat": "2", "shout": True}
 
 
 def poll(check, timeout: float, what: str):
@@ -124,7 +125,8 @@ def test_failing_agent_records_error(stack, new_user):
 
 def test_rejected_inputs_are_recorded(stack, new_user):
     user = new_user("dave")
-    created = schedule_once(user, stack.flows["quick"], 1, inputs={"message": ""})
+    # a message of blanks fills the form's required field; the agent refuses it
+    created = schedule_once(user, stack.flows["quick"], 1, inputs={"message": "   "})
     body = final_state(user, created["id"])
     assert body["last_status"] == "rejected", body
     assert body["last_fid"] is None
