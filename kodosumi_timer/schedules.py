@@ -63,9 +63,8 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
         except ValueError as exc:
             raise InvalidInput(str(exc), field="run_at") from exc
         if instant < now - PAST_TOLERANCE:
-            raise InvalidInput(
-                f"run_at {instant.isoformat()} is in the past (now {now.isoformat()})",
-                field="run_at")
+            raise InvalidInput(f"run_at {_as_typed(data.run_at, data.timezone, now)}",
+                               field="run_at")
         return max(instant, now), [note] if note else []
     if not data.cron_expression:
         raise InvalidInput("cron_expression is required for a cron schedule",
@@ -79,6 +78,23 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
     if not times:
         raise InvalidInput("the cron expression never fires", field="cron_expression")
     return times[0], []
+
+
+def _as_typed(run_at: datetime, zone: str, now: datetime) -> str:
+    """A past run_at in the user's terms: as typed, in their zone (or offset), to the
+    minute, with the time it is there now."""
+    if run_at.tzinfo is None:
+        where, there = zone, now.astimezone(cron.parse_zone(zone))
+    else:
+        where, there = _utc_offset(run_at), now.astimezone(run_at.tzinfo)
+    return (f"{run_at:%Y-%m-%d %H:%M} ({where}) is in the past "
+            f"(it is now {there:%Y-%m-%d %H:%M} there)")
+
+
+def _utc_offset(moment: datetime) -> str:
+    minutes = int((moment.utcoffset() or timedelta(0)).total_seconds() // 60)
+    return "UTC" if minutes == 0 else \
+        f"UTC{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows: Flows,
