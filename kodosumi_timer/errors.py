@@ -34,3 +34,10 @@ class Forbidden(TimerError):
 class LimitExceeded(TimerError):
     status = 422
     code = "limit_exceeded"
+
+
+class FlowUnavailable(TimerError):
+    """The agent's app does not answer (its form cannot be read): try again later."""
+
+    status = 503
+    code = "flow_unavailable"

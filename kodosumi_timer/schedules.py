@@ -6,9 +6,9 @@ system-schedule sync.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from kodosumi_timer import cron
+from kodosumi_timer import cron, forminputs
 from kodosumi_timer.errors import InvalidInput
 from kodosumi_timer.models import ScheduleCreate, ScheduleResponse, ScheduleUpdate
 from kodosumi_timer.store.repository import new_id
@@ -26,6 +26,17 @@ class FlowInfo:
 
 class Flows(Protocol):
     async def find(self, flow_url: str) -> FlowInfo | None: ...
+
+    async def form(self, flow_url: str, owner: str) -> list[dict[str, Any]]:
+        """The flow's input form (its ``elements``) as ``owner`` gets it; InvalidInput
+        for an unknown flow, FlowUnavailable when its app does not answer."""
+        ...
+
+
+async def checked_inputs(flows: Flows, flow_url: str, owner: str,
+                         inputs: dict[str, Any]) -> dict[str, str]:
+    """``inputs`` as the agent's own form would post them (issue 17), or InvalidInput."""
+    return forminputs.normalise(await flows.form(flow_url, owner), inputs)
 
 
 def canonical_flow_url(flow_url: str) -> str:
@@ -52,9 +63,8 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
         except ValueError as exc:
             raise InvalidInput(str(exc), field="run_at") from exc
         if instant < now - PAST_TOLERANCE:
-            raise InvalidInput(
-                f"run_at {instant.isoformat()} is in the past (now {now.isoformat()})",
-                field="run_at")
+            raise InvalidInput(f"run_at {_as_typed(data.run_at, data.timezone, now)}",
+                               field="run_at")
         return max(instant, now), [note] if note else []
     if not data.cron_expression:
         raise InvalidInput("cron_expression is required for a cron schedule",
@@ -70,6 +80,23 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
     return times[0], []
 
 
+def _as_typed(run_at: datetime, zone: str, now: datetime) -> str:
+    """A past run_at in the user's terms: as typed, in their zone (or offset), to the
+    minute, with the time it is there now."""
+    if run_at.tzinfo is None:
+        where, there = zone, now.astimezone(cron.parse_zone(zone))
+    else:
+        where, there = _utc_offset(run_at), now.astimezone(run_at.tzinfo)
+    return (f"{run_at:%Y-%m-%d %H:%M} ({where}) is in the past "
+            f"(it is now {there:%Y-%m-%d %H:%M} there)")
+
+
+def _utc_offset(moment: datetime) -> str:
+    minutes = int((moment.utcoffset() or timedelta(0)).total_seconds() // 60)
+    return "UTC" if minutes == 0 else \
+        f"UTC{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows: Flows,
                          system: bool = False) -> tuple[ScheduleRow, list[str]]:
     """A new schedule row from ``data``, or InvalidInput naming the field."""
@@ -83,12 +110,14 @@ async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows:
     if end_at is not None and end_at < first:
         raise InvalidInput("end_at is before the first fire time", field="end_at")
     expose_name = data.expose_name or flow.summary or flow.url
+    # inputs checked against the agent's form, stored as the form would post them
+    inputs = await checked_inputs(flows, flow.url, owner, data.inputs)
     row = ScheduleRow(
         id=new_id(), owner=owner, system=system, expose_name=expose_name[:200],
         flow_url=flow.url, title=data.title, schedule_type=data.schedule_type,
         cron_expression=data.cron_expression if data.schedule_type == "cron" else None,
         run_at=first if data.schedule_type == "once" else None, timezone=data.timezone,
-        inputs=data.inputs, state="active", catchup=data.catchup,
+        inputs=inputs, state="active", catchup=data.catchup,
         catchup_window=data.catchup_window, overlap=data.overlap,
         end_at=end_at, max_runs=data.max_runs, run_count=0, next_run=first,
         version=1, created=now, updated=now,
@@ -164,6 +193,9 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
     for key in ("expose_name", "title", "inputs", "catchup", "catchup_window", "overlap"):
         if key in given:
             values[key] = getattr(create, key)
+    if given & {"inputs", "flow_url"}:  # checked against the (new) agent's form
+        values["inputs"] = await checked_inputs(
+            flows, str(values.get("flow_url", row.flow_url)), row.owner, create.inputs)
     if retime:
         create = create.model_copy(update={"timezone": _zone(create.timezone)})
         end_at = _aware(create.end_at, create.timezone, "end_at")

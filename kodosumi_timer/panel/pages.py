@@ -9,22 +9,24 @@ error messages have exactly one source.
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Template
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kodosumi_timer import cron
+from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import ScheduleResponse
 from kodosumi_timer.panel.api import caller
 from kodosumi_timer.panel.services import PanelServices, services_from
-from kodosumi_timer.schedules import to_response
+from kodosumi_timer.schedules import canonical_flow_url, to_response
 from kodosumi_timer.store import ScheduleRow
 from kodosumi_timer.store.repository import ScheduleFilter
 
@@ -59,11 +61,100 @@ def rule_in_words(row: ScheduleRow | ScheduleResponse) -> str:
     return f"Once, on {local.strftime('%a %d %b %Y')} at {local.strftime('%H:%M %Z')}"
 
 
-def display_state(row: ScheduleRow | ScheduleResponse) -> str:
-    """active, paused, done, or failing (active, but its latest run went wrong)."""
-    if row.state == "active" and row.last_status in FAILING:
-        return "failing"
-    return row.state
+@dataclass(frozen=True)
+class Display:
+    """How a schedule's status is shown: its state and what its last run did."""
+
+    key: str    # the CSS class and data-state: active, paused, failing, done, failed,
+                # missed, running, ended
+    icon: str   # a Material Symbols name
+    label: str  # short, in the pill
+    title: str  # the whole truth, for the icon's label and tooltip
+
+
+# what a schedule's last run did, as the end of "its last run ..."
+LAST_RUN = {
+    "finished": "finished", "error": "ended in error",
+    "failed": "could not be launched", "rejected": "was refused by the agent (its inputs)",
+    "unknown": "may or may not have started (kodosumi could not tell)",
+    "missed": "was missed", "skipped": "was skipped: the one before was still going",
+    "queued": "is waiting to start", "launching": "is starting",
+    "launched": "has started", "running": "is still going",
+}
+PENDING = frozenset({"queued", "launching", "launched", "running"})
+NOT_RUN = frozenset({"missed", "skipped"})
+
+
+def display_state(row: ScheduleRow | ScheduleResponse) -> Display:
+    """The status icon and label: the state, told apart by what the last run did (a
+    schedule that is done because its only run failed is not shown as a success)."""
+    last = row.last_status
+    if row.state == "paused":
+        return Display("paused", "pause_circle", "Paused", "Paused")
+    if row.state == "active":
+        if last in FAILING:
+            return Display("failing", "error", "Failing",
+                           f"Failing: its last run {LAST_RUN.get(last, last)}")
+        return Display("active", "schedule", "Active", "Active")
+    if last is None:
+        return Display("ended", "event_busy", "Ended", "Ended without running")
+    told = f"its last run {LAST_RUN.get(last, last)}"
+    if last == "finished":
+        return Display("done", "task_alt", "Done", f"Done: {told}")
+    if last in PENDING:
+        return Display("running", "autorenew", "Running", f"Done firing; {told}")
+    if last in NOT_RUN:
+        return Display("missed", "history_toggle_off", last.capitalize(), f"Ended: {told}")
+    return Display("failed", "cancel", "Failed", f"Ended: {told}")
+
+
+def _moment(when: datetime, zone: str) -> Markup:
+    """A <time> the pages' script shows in the schedule's zone and, if it differs, in
+    the viewer's; without the script, in UTC."""
+    return Markup('<time data-fmt="both" data-zone="{}" datetime="{}">{}</time>').format(
+        zone, when.isoformat(), when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def what_happened(row: ScheduleRow | ScheduleResponse) -> tuple[Markup, bool] | None:
+    """The schedule's note as a sentence about what happened, and whether it is a
+    problem to act on. The timer notes "ran once" when it claims the slot, before the
+    run's outcome is known: for a once schedule the last run tells the story."""
+    note = row.note
+    last = row.last_status
+    if note and note.startswith("paused by the timer"):
+        return Markup.escape(note[0].upper() + note[1:] + "."), True
+    if row.state != "done":
+        return (Markup.escape(note), False) if note else None
+    problem = last in FAILING
+    at = _moment(row.last_run, row.timezone) if row.last_run else Markup("its time")
+    if row.schedule_type == "once":
+        sentences = {
+            None: Markup("Ended without running."),
+            "finished": Markup("Ran once, at {}: the run finished.").format(at),
+            "error": Markup("Ran once, at {}: the run ended in error.").format(at),
+            "failed": Markup("Did not run: the launch at {} failed.").format(at),
+            "rejected": Markup("Did not run: at {} the agent refused the inputs.").format(at),
+            "unknown": Markup("Fired at {}, but whether the run started is unknown.").format(at),
+            "missed": Markup("Did not run: its time, {}, was missed.").format(at),
+            "skipped": Markup("Did not run at {}: the run before was still going.").format(at),
+        }
+        if last in sentences:
+            return sentences[last], problem
+        return Markup("Fired at {}; {}.").format(at, LAST_RUN.get(str(last), str(last))), False
+    ended = Markup("Ended: {}.").format(note) if note else Markup("Ended.")
+    if last is None:
+        return ended + Markup(" It never ran."), False
+    return ended + Markup(" Its last run, at {}, {}.").format(
+        at, LAST_RUN.get(last, last)), problem
+
+
+def duration(seconds: int) -> str:
+    """60 → "1 minute", 90 → "90 seconds", 7200 → "2 hours": the largest exact unit."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _offset(moment: datetime) -> str:
@@ -90,7 +181,7 @@ def upcoming_times(times: Sequence[cron.FireTime], zone: str,
 def _item(row: ScheduleRow, owners: dict[str, str]) -> dict[str, Any]:
     data = to_response(row)
     return {"s": data, "rule": rule_in_words(row), "display": display_state(row),
-            "owner_name": owners.get(row.owner, row.owner)}
+            "story": what_happened(row), "owner_name": owners.get(row.owner, row.owner)}
 
 
 async def _owner_names(transaction: AsyncSession, owners: Iterable[str]) -> dict[str, str]:
@@ -179,6 +270,19 @@ class SchedulePages(Controller):
         return Template("schedule/form.html", context={
             "mode": "new", "schedule": None, "flow": flow or "", "operator": viewer.operator})
 
+    @get("/agent-form")
+    async def agent_form(self, request: Request[Any, Any, Any], state: State,
+                         flow: str) -> Response[Any]:
+        """The agent's input form for the schedule form, read as the viewer, with its
+        Markdown rendered by kodosumi's own renderer (as kodosumi's form shows it)."""
+        services = services_from(state)
+        try:
+            elements = await services.flows.form(canonical_flow_url(flow), caller(request))
+        except TimerError as exc:
+            return Response({"error": exc.code, "detail": exc.detail, "field": exc.field},
+                            status_code=exc.status)
+        return Response({"elements": [_rendered(e) for e in elements]})
+
     @get("/{schedule_id:str}")
     async def detail_page(self, request: Request[Any, Any, Any], state: State,
                           transaction: AsyncSession, schedule_id: FromPath[str]) -> Template:
@@ -198,10 +302,11 @@ class SchedulePages(Controller):
             except ValueError:
                 upcoming = []
         mine = row.owner == viewer.role_id
+        window = duration(row.catchup_window)
         return Template("schedule/detail.html", context={
             "s": data, "json": data.model_dump(mode="json"), "rule": rule_in_words(row),
-            "display": display_state(row), "upcoming": upcoming,
-            "owner_name": owners.get(row.owner, row.owner), "mine": mine,
+            "display": display_state(row), "story": what_happened(row), "upcoming": upcoming,
+            "owner_name": owners.get(row.owner, row.owner), "mine": mine, "window": window,
             # the API's rules: system schedules are changed in their file, never here;
             # pause/resume/run now on them is for operators
             "can_edit": not row.system,
@@ -225,6 +330,14 @@ class SchedulePages(Controller):
         return Template("schedule/form.html", context={
             "mode": "edit", "schedule": to_response(row).model_dump(mode="json"),
             "flow": row.flow_url, "operator": viewer.operator})
+
+
+def _rendered(element: dict[str, Any]) -> dict[str, Any]:
+    if element.get("type") != "markdown":
+        return element
+    from kodosumi.service.inputs.forms import Markdown
+
+    return {**element, "html": Markdown(str(element.get("text") or "")).render()}
 
 
 def _missing(schedule_id: str) -> Template:

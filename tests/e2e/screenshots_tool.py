@@ -38,7 +38,7 @@ def _create(user, **body) -> dict:
 
 def _wait_for_runs(user, schedule_ids: list[str], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    busy = {"queued", "unknown", "launched", "running"}
+    busy = {"queued", "launching", "unknown", "launched", "running"}
     while time.monotonic() < deadline:
         runs = [r for sid in schedule_ids
                 for r in user.client.get(f"/schedule/{sid}/runs").json()["items"]]

@@ -191,7 +191,9 @@ def test_wrong_input_is_reported_at_its_field_and_what_was_typed_stays(stack, ne
     page.fill("#run-time", "10:00")
     expect(page.locator("#preview-times")).to_contain_text("this time has passed")
     page.click("#submit-button")
-    expect(page.locator("#err-run_at")).to_contain_text("in the past")
+    # in the user's terms: the time as typed, in their zone, to the minute
+    expect(page.locator("#err-run_at")).to_contain_text(
+        f"run_at {yesterday:%Y-%m-%d} 10:00 ({ZONE}) is in the past")
 
     # the JSON view is the same inputs; bad JSON is reported at the inputs
     page.click("#view-json")
@@ -200,6 +202,12 @@ def test_wrong_input_is_reported_at_its_field_and_what_was_typed_stays(stack, ne
     page.fill("#inputs-json", '{"message": ')
     page.click("#submit-button")
     expect(page.locator("#err-inputs")).to_contain_text("not valid JSON")
+    # inputs the agent's form does not have are refused, named, before anything is saved
+    page.check("#kind-cron")
+    page.fill("#inputs-json", '{"message": "hi", "colr": "red"}')
+    page.click("#submit-button")
+    expect(page.locator("#err-inputs")).to_contain_text("inputs.colr is not an input")
+    assert user.client.get("/schedule/").json()["total"] == 0
     assert not page.js_errors
 
 
@@ -239,6 +247,9 @@ def test_keyboard_alone_schedules_a_run(stack, new_user, open_page):
 class _OneFlow:
     async def find(self, flow_url: str) -> FlowInfo | None:
         return FlowInfo(url=flow_url, summary="Quick demo agent")
+
+    async def form(self, flow_url: str, owner: str) -> list[dict]:
+        return [{"type": "text", "name": "message", "label": "Message", "required": True}]
 
 
 def _in_store(stack, work):
@@ -333,7 +344,8 @@ def test_a_note_reads_as_a_problem_only_when_the_timer_paused_the_schedule(stack
     for title in ("finished one", "stopped one"):
         r = user.client.post("/schedule/", json={
             "flow_url": stack.flows["quick"], "schedule_type": "cron",
-            "cron_expression": "0 9 * * *", "timezone": ZONE, "title": title})
+            "cron_expression": "0 9 * * *", "timezone": ZONE, "title": title,
+            "inputs": {"message": title}})
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
     done, paused = ids
@@ -356,4 +368,87 @@ def test_a_note_reads_as_a_problem_only_when_the_timer_paused_the_schedule(stack
     expect(page.locator(f".schedule-row[data-id='{paused}'] .note")).to_have_class(
         "note problem")
     expect(page.locator(f".schedule-row[data-id='{done}'] .note")).to_have_class("note")
+    assert not page.js_errors
+
+
+def test_the_pages_tell_the_truth(stack, new_user, open_page):
+    """Status and notes follow what the last run did; every time carries its zone (and
+    the viewer's where it differs); the agent's Markdown renders as in kodosumi's form;
+    the run statuses have a legend; catchup_window is shown and can be set."""
+    user = new_user("truth")
+    run_at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    ids = {}
+    for title in ("errored once", "missed once"):
+        r = user.client.post("/schedule/", json={
+            "flow_url": stack.flows["quick"], "schedule_type": "once", "timezone": ZONE,
+            "run_at": run_at.isoformat(), "title": title, "inputs": {"message": title}})
+        assert r.status_code == 201, r.text
+        ids[title] = r.json()["id"]
+    slot = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)   # 10:00 in Berlin (CEST)
+
+    async def ended(store):
+        for title, status in (("errored once", "error"), ("missed once", "missed")):
+            await store.update_schedule(ids[title], {
+                "state": "done", "next_run": None, "note": "ran once", "last_run": slot,
+                "last_status": status, "run_count": 1 if status == "error" else 0})
+
+    _in_store(stack, ended)
+    page = open_page(user.name)
+
+    # a once schedule whose only run ended in error: no green check, no "Done"
+    page.goto(stack.panel_url + f"/admin/schedule/{ids['errored once']}")
+    expect(page.locator(".state-pill")).to_have_text(re.compile("Failed"))
+    expect(page.locator(".detail-title .state-icon")).not_to_have_text("task_alt")
+    note = page.locator("#schedule-note")
+    expect(note).to_have_class("global-error")
+    expect(note).to_contain_text("ended in error")
+    expect(note).to_contain_text("10:00")                 # the slot, in the schedule's zone
+    expect(note).not_to_contain_text("ran once")
+    # a missed one does not claim it ran
+    page.goto(stack.panel_url + f"/admin/schedule/{ids['missed once']}")
+    expect(page.locator(".state-pill")).to_have_text(re.compile("Missed"))
+    expect(page.locator("#schedule-note")).to_contain_text("Did not run")
+    expect(page.locator("#schedule-note")).not_to_contain_text("ran once")
+    page.goto(stack.panel_url + "/admin/schedule/")
+    expect(page.locator(f".schedule-row[data-id='{ids['errored once']}']")).to_have_attribute(
+        "data-state", "failed")
+    expect(page.locator(f".schedule-row[data-id='{ids['missed once']}'] .note")).to_contain_text(
+        "Did not run")
+
+    # a schedule in New York seen from Berlin: its times in both zones, each named
+    r = user.client.post("/schedule/", json={
+        "flow_url": stack.flows["quick"], "schedule_type": "cron", "cron_expression": "0 9 * * *",
+        "timezone": "America/New_York", "title": "far away", "catchup_window": 300,
+        "inputs": {"message": "hello"}})
+    assert r.status_code == 201, r.text
+    far = r.json()
+    page.goto(stack.panel_url + f"/admin/schedule/{far['id']}")
+    expect(page.locator("#next-run .t-there")).to_contain_text("09:00 GMT-5")
+    expect(page.locator("#next-run .t-yours")).to_contain_text("15:00 CET")
+    expect(page.locator("#upcoming li").first.locator(".t-yours")).to_contain_text("CET")
+    expect(page.locator("#facts")).to_contain_text("CET")  # created/changed carry a zone
+    expect(page.locator("#catchup-window")).to_have_text("5 minutes")
+    # run it now: the run's times carry both zones; the statuses have a legend
+    page.click("#trigger-button")
+    run = page.locator("#runs-body tr.run-row").first
+    expect(run).to_have_attribute("data-status", "finished", timeout=60_000)
+    expect(run.locator("td").first).to_contain_text("GMT-5")
+    expect(run.locator("td").first.locator(".t-yours")).to_contain_text("CET")
+    page.click("#status-legend summary")
+    legend = page.locator("#legend-list")
+    for status in ("queued", "launching", "finished", "missed"):
+        expect(legend).to_contain_text(status)
+
+    # the form: the agent's Markdown as kodosumi renders it; catchup_window in Advanced
+    page.goto(stack.panel_url + f"/admin/schedule/{far['id']}/edit")
+    page.wait_for_selector("#in-message")
+    expect(page.locator("#agent-form .agent-md h1")).to_have_text("Quick demo agent")
+    expect(page.locator("#agent-form .agent-md")).not_to_contain_text("#")
+    expect(page.locator("#advanced")).to_have_attribute("open", "")
+    expect(page.locator("#catchup-window")).to_have_value("300")
+    page.fill("#catchup-window", "7200")
+    page.click("#submit-button")
+    page.wait_for_url(f"**/admin/schedule/{far['id']}")
+    expect(page.locator("#catchup-window")).to_have_text("2 hours")
+    assert user.client.get(f"/schedule/{far['id']}").json()["catchup_window"] == 7200
     assert not page.js_errors

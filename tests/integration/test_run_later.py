@@ -46,6 +46,8 @@ def test_user_schedules_quick_agent_and_it_runs_as_them(stack, new_user):
     user = new_user("alice")
     created = schedule_once(user, stack.flows["quick"], 10, title="echo later")
     assert created["owner"] == user.role_id
+    # stored as kodosumi's own form posts them: strings, the checkbox "on"
+    assert created["inputs"] == {**INPUTS, "repeat": "2"}
     slot = datetime.fromisoformat(created["next_run"])
 
     body = final_state(user, created["id"])
@@ -124,7 +126,8 @@ def test_failing_agent_records_error(stack, new_user):
 
 def test_rejected_inputs_are_recorded(stack, new_user):
     user = new_user("dave")
-    created = schedule_once(user, stack.flows["quick"], 1, inputs={"message": ""})
+    # a message of blanks fills the form's required field; the agent refuses it
+    created = schedule_once(user, stack.flows["quick"], 1, inputs={"message": "   "})
     body = final_state(user, created["id"])
     assert body["last_status"] == "rejected", body
     assert body["last_fid"] is None

@@ -23,14 +23,29 @@ def schedule(owner: str = "owner-a", next_run: datetime | None = T0, **over: Any
     return ScheduleRow(**values)
 
 
+# the fake flows' input form (GET on a flow's URL answers its ``elements``)
+FORM: list[dict[str, Any]] = [
+    {"type": "markdown", "text": "# Quick demo"},
+    {"type": "text", "name": "text", "label": "Text", "required": False, "value": None},
+    {"type": "number", "name": "n", "label": "N", "required": False, "value": None},
+    {"type": "text", "name": "message", "label": "Message", "required": False, "value": None},
+]
+
+
 class FakeFlows:
-    def __init__(self, *urls: str):
+    def __init__(self, *urls: str, form: list[dict[str, Any]] | None = None):
         self.urls = set(urls or [FLOW])
+        self.elements = FORM if form is None else form
+        self.form_calls: list[tuple[str, str]] = []
 
     async def find(self, flow_url: str):  # type: ignore[no-untyped-def]
         from kodosumi_timer.schedules import FlowInfo
 
         return FlowInfo(flow_url, "Quick demo") if flow_url in self.urls else None
+
+    async def form(self, flow_url: str, owner: str) -> list[dict[str, Any]]:
+        self.form_calls.append((flow_url, owner))
+        return [dict(e) for e in self.elements]
 
 
 class Clock:

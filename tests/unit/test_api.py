@@ -15,7 +15,7 @@ async def test_create_get_list_delete(api):
     body = r.json()
     assert body["owner"] == ALICE and body["state"] == "active" and body["enabled"] is True
     assert body["next_run"].startswith("2027-03-01T09:00:00")
-    assert body["inputs"] == {"text": "hello", "n": 3}
+    assert body["inputs"] == {"text": "hello", "n": "3", "message": ""}  # as the form posts
     assert body["expose_name"] == "Quick demo"
     assert api.wakes == [1]
     sid = body["id"]

@@ -2,19 +2,21 @@
    Included into kodosumi's page frame (a Jinja template: no double braces here). */
 const SCHED = (() => {
     const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    /* icon, colour class, label, meaning (the legend under a run history) */
     const RUN_STATUS = {
-        queued:   ['hourglass_empty', 'neutral', 'queued'],
-        unknown:  ['help', 'neutral', 'unknown'],
-        launched: ['rocket_launch', 'good', 'launched'],
-        running:  ['autorenew', 'busy', 'running'],
-        finished: ['check_circle', 'good', 'finished'],
-        error:    ['error', 'bad', 'error'],
-        skipped:  ['skip_next', 'neutral', 'skipped'],
-        missed:   ['history_toggle_off', 'neutral', 'missed'],
-        rejected: ['block', 'bad', 'rejected'],
-        failed:   ['cancel', 'bad', 'failed'],
+        queued:    ['hourglass_empty', 'waiting', 'queued', 'claimed by the timer, waiting for its time or for room to start'],
+        launching: ['send', 'waiting', 'launching', 'being sent to kodosumi right now'],
+        launched:  ['rocket_launch', 'good', 'launched', 'kodosumi accepted it; the execution is starting'],
+        running:   ['autorenew', 'busy', 'running', 'the execution is running'],
+        finished:  ['check_circle', 'good', 'finished', 'the execution finished'],
+        error:     ['error', 'bad', 'error', 'the execution ended with an error; open it for the details'],
+        rejected:  ['block', 'bad', 'rejected', 'the agent refused the inputs; nothing ran'],
+        failed:    ['cancel', 'bad', 'failed', 'kodosumi could not be reached or the owner is inactive; nothing ran'],
+        unknown:   ['help', 'bad', 'unknown', 'sent, but kodosumi could not tell whether it started'],
+        missed:    ['history_toggle_off', 'neutral', 'missed', 'its time passed while it could not start (the timer was down or too late)'],
+        skipped:   ['skip_next', 'neutral', 'skipped', 'not started: the run before was still going'],
     };
-    const ACTIVE_RUN = new Set(['queued', 'unknown', 'launched', 'running']);
+    const ACTIVE_RUN = new Set(['queued', 'launching', 'unknown', 'launched', 'running']);
 
     function esc(text) {
         return String(text ?? '').replace(/[&<>"']/g, c => (
@@ -30,6 +32,20 @@ const SCHED = (() => {
         if (d.getFullYear() !== new Date().getFullYear()) opts.year = 'numeric';
         if (withZone) opts.timeZoneName = 'short';
         return new Intl.DateTimeFormat(undefined, opts).format(d);
+    }
+
+    /* a time in a schedule's zone, and in the viewer's where that reads differently */
+    function both(iso, zone) {
+        const there = fmt(iso, zone, true);
+        const mine = fmt(iso, undefined, true);
+        if (!zone || there === mine) return `<span class="t-there">${esc(there)}</span>`;
+        return `<span class="t-there">${esc(there)}</span><span class="t-yours"><span class="t-sep"> · </span>yours: ${esc(mine)}</span>`;
+    }
+
+    function legend() {
+        return Object.entries(RUN_STATUS).map(([status, [icon, kind, label, meaning]]) =>
+            `<dt><span class="run-status ${kind}"><i aria-hidden="true">${icon}</i><span>${esc(label)}</span></span></dt><dd>${esc(meaning)}</dd>`
+        ).join('');
     }
 
     function relative(iso, now) {
@@ -54,8 +70,10 @@ const SCHED = (() => {
                 t.textContent = relative(iso);
             } else if (kind === 'zone') {
                 t.textContent = fmt(iso, t.dataset.zone, true);
+            } else if (kind === 'both') {
+                t.innerHTML = both(iso, t.dataset.zone);
             } else {
-                t.textContent = fmt(iso, undefined, false);
+                t.textContent = fmt(iso, undefined, true);
             }
             t.title = new Date(iso).toString();
         }
@@ -147,8 +165,8 @@ const SCHED = (() => {
         });
     }
 
-    return { viewerZone, esc, fmt, relative, localize, runStatus, api, toast, flash, showFlash,
-             confirmDialog, ACTIVE_RUN };
+    return { viewerZone, esc, fmt, both, legend, relative, localize, runStatus, api, toast, flash,
+             showFlash, confirmDialog, ACTIVE_RUN };
 })();
 
 document.addEventListener('DOMContentLoaded', () => {

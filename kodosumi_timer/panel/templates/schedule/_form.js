@@ -7,13 +7,14 @@ const FIELD_BOXES = {
     run_at: 'field-run_at', cron_expression: 'field-cron_expression', timezone: 'field-timezone',
     end_at: 'field-end_at', max_runs: 'field-max_runs', catchup: 'field-catchup',
     overlap: 'field-overlap', weekdays: 'field-weekdays', inputs: 'field-inputs-json',
+    catchup_window: 'field-catchup_window',
 };
 const FIELD_FOCUS = {
     flow_url: 'flow', title: 'title', run_at: 'run-date', cron_expression: 'cron',
     timezone: 'timezone', end_at: 'end-at', max_runs: 'max-runs', schedule_type: 'kind-once',
-    inputs: 'inputs-json',
+    inputs: 'inputs-json', catchup_window: 'catchup-window',
 };
-const ADVANCED = new Set(['end_at', 'max_runs', 'catchup', 'overlap']);
+const ADVANCED = new Set(['end_at', 'max_runs', 'catchup', 'overlap', 'catchup_window']);
 
 let flows = [];
 let elements = [];          /* the chosen agent's form elements */
@@ -44,8 +45,24 @@ function clearErrors(keys) {
     }
 }
 
+function showInputError(name, message, focus) {
+    /* the API names an agent's field as inputs.<name>: show it at that field */
+    const slot = document.getElementById('err-in-' + name);
+    const input = document.getElementById('in-' + name);
+    if (inputsView !== 'form' || !slot || !input) return false;
+    slot.textContent = message;
+    const box = input.closest('.field');
+    if (box) box.classList.add('invalid');
+    if (focus) {
+        input.scrollIntoView({ block: 'center' });
+        input.focus({ preventScroll: true });
+    }
+    return true;
+}
+
 function showError(field, message, focus) {
     let key = field || '';
+    if (key.startsWith('inputs.') && showInputError(key.slice(7), message, focus)) return;
     if (key.startsWith('inputs')) key = 'inputs';
     if (key === 'run_at') setKind('once');
     if (key === 'cron_expression') setKind('cron');
@@ -331,10 +348,11 @@ async function loadAgentForm(url, values) {
     }
     $('inputs-placeholder').hidden = false;
     $('inputs-placeholder').textContent = 'loading the agent’s form …';
-    const res = await SCHED.api('GET', url);
+    const res = await SCHED.api('GET', '/admin/schedule/agent-form?flow=' + encodeURIComponent(url));
     if (!res.ok || !Array.isArray(res.data?.elements)) {
         holder.innerHTML = '';
-        $('inputs-placeholder').textContent = 'The agent’s form could not be loaded; fill in the inputs as JSON.';
+        $('inputs-placeholder').textContent = (res.data?.detail ? res.data.detail + '. ' : '')
+            + 'Fill in the inputs as JSON; they are checked when the agent is back.';
         setView('json', values);
         return;
     }
@@ -359,22 +377,6 @@ function clearInputError(input) {
     if (box) box.classList.remove('invalid');
 }
 
-function miniMarkdown(text) {
-    /* headings, paragraphs, **bold**, *italic*, `code`: enough for an agent's intro */
-    const inline = (s) => SCHED.esc(s)
-        .replace(/`([^`]+)`/g, '<code>$1</code>')
-        .replace(/\*\*([^*]+)\*\*/g, '<b>$1</b>')
-        .replace(/\*([^*]+)\*/g, '<i>$1</i>');
-    return String(text || '').split(/\n\s*\n/).map(block => {
-        const lines = block.split('\n');
-        return lines.map(line => {
-            const h = line.match(/^(#{1,6})\s+(.*)$/);
-            return h ? `<h${Math.min(h[1].length + 2, 6)}>${inline(h[2])}</h${Math.min(h[1].length + 2, 6)}>` : '';
-        }).join('') + (lines.some(l => l.trim() && !/^#{1,6}\s/.test(l))
-            ? `<p>${lines.filter(l => l.trim() && !/^#{1,6}\s/.test(l)).map(inline).join(' ')}</p>` : '');
-    }).join('');
-}
-
 const INPUT_TYPES = new Set(['text', 'number', 'password', 'date', 'time', 'datetime-local']);
 const RANGE_ATTRS = {
     number: [['min_value', 'min'], ['max_value', 'max'], ['step', 'step']],
@@ -395,7 +397,8 @@ function renderElement(e, values) {
     const common = `id="${esc(id)}" name="${esc(e.name)}" form="inputs-form" aria-describedby="err-in-${esc(e.name)}"${e.required ? ' required' : ''}`;
     switch (e.type) {
     case 'markdown':
-        return `<div class="agent-md">${miniMarkdown(e.text)}</div>`;
+        /* rendered by the panel with kodosumi's own Markdown renderer */
+        return `<div class="agent-md">${e.html || ''}</div>`;
     case 'html':
         return `<div class="agent-html">${e.text || ''}</div>`;
     case 'break':
@@ -552,6 +555,11 @@ function buildPayload() {
         catchup: document.querySelector('input[name=catchup]:checked').value,
         overlap: document.querySelector('input[name=overlap]:checked').value,
     };
+    const windowText = $('catchup-window').value.trim();
+    body.catchup_window = windowText ? Number(windowText) : 60;
+    if (!(Number.isInteger(body.catchup_window) && body.catchup_window >= 1)) {
+        showError('catchup_window', 'A whole number of seconds, at least 1.'); ok = false;
+    }
     if (body.schedule_type === 'once') {
         const date = $('run-date').value;
         const time = $('run-time').value;
@@ -661,7 +669,9 @@ document.addEventListener('DOMContentLoaded', async () => {
             $('end-at').value = `${wall.date}T${wall.time}`;
         }
         if (s.max_runs) $('max-runs').value = s.max_runs;
-        if (s.catchup !== 'once' || s.overlap !== 'skip' || s.end_at || s.max_runs) $('advanced').open = true;
+        $('catchup-window').value = s.catchup_window ?? 60;
+        if (s.catchup !== 'once' || s.overlap !== 'skip' || s.end_at || s.max_runs
+            || (s.catchup_window ?? 60) !== 60) $('advanced').open = true;
     } else {
         const wall = defaultOnce();
         $('run-date').value = wall.date;
@@ -691,8 +701,8 @@ document.addEventListener('DOMContentLoaded', async () => {
         $(id).addEventListener('input', schedulePreview);
         $(id).addEventListener('change', schedulePreview);
     }
-    for (const id of ['title', 'end-at', 'max-runs']) {
-        $(id).addEventListener('input', () => clearErrors([{ 'end-at': 'end_at', 'max-runs': 'max_runs' }[id] || id]));
+    for (const id of ['title', 'end-at', 'max-runs', 'catchup-window']) {
+        $(id).addEventListener('input', () => clearErrors([{ 'end-at': 'end_at', 'max-runs': 'max_runs', 'catchup-window': 'catchup_window' }[id] || id]));
     }
     $('flow').addEventListener('change', () => {
         clearErrors(['flow_url', 'inputs']);
@@ -712,6 +722,6 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (selected) await loadAgentForm(selected, s ? s.inputs : undefined);
     if (s && Object.keys(extraInputs).length) {
         setView('json', s.inputs);
-        $('err-inputs').textContent = 'Some saved inputs are not fields of the agent’s form any more; they are kept as they are.';
+        $('err-inputs').textContent = 'Some saved inputs are not fields of the agent’s form any more; remove them here, or saving is refused.';
     }
 });
