@@ -94,6 +94,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         except (ValueError, AttributeError):
             pass
         record["answer"] = payload.decode(errors="replace")[:500]
+        try:  # the execution the panel launched, whatever the client is told
+            record["fid"] = json.loads(payload).get("result")
+        except (ValueError, AttributeError):
+            record["fid"] = None
     RECORDS.append(record)
     if rule is not None and rule.action in ("error_after_accept", "answer", "refuse"):
         status = FAULTS.status(rule)

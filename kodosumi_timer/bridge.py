@@ -28,6 +28,7 @@ from kodosumi_timer.executions import (
     FINAL,
     Candidate,
     EventStream,
+    InputsVerdict,
     Judgement,
     error_line,
     fid_below,
@@ -313,16 +314,29 @@ class PanelLauncher:
     async def _look(self, flow_url: str, owner: str, inputs: dict[str, Any],
                     sent_at: datetime, exclude: set[str]) -> Judgement:
         start = sent_at.timestamp()
-        items = [item for item in await self._timeline(owner, int(start - self.skew),
-                                                       start + self.window)
+        items = [(item, inputs_verdict(inputs, item.get("inputs")))
+                 for item in await self._timeline(owner, int(start - self.skew),
+                                                  start + self.window)
                  if item["fid"] not in exclude]
-        # the timeline does not say which flow: each candidate's status does
+        # executions with other inputs matter only when none has these: their flows
+        # are read (one request each) only then
+        alike = await self._candidates([it for it in items if it[1] != "differ"], owner,
+                                       flow_url)
+        judgement = judge(alike, sent_at)
+        if judgement.kind == "none" and len(alike) < len(items):
+            judgement = judge(alike + await self._candidates(
+                [it for it in items if it[1] == "differ"], owner, flow_url), sent_at)
+        return judgement
+
+    async def _candidates(self, items: list[tuple[dict[str, Any], InputsVerdict]], owner: str,
+                          flow_url: str) -> list[Candidate]:
+        """The timeline does not say which flow an execution ran: its status does."""
         bodies = await asyncio.gather(*(self._status_body(item["fid"], owner)
-                                        for item in items))
-        return judge([Candidate(item["fid"], fid_time(item["fid"]) or 0,
-                                None if body is None else same_app(body.get("app_url"), flow_url),
-                                inputs_verdict(inputs, item.get("inputs")))
-                      for item, body in zip(items, bodies, strict=True)], sent_at)
+                                        for item, _ in items))
+        return [Candidate(item["fid"], fid_time(item["fid"]) or 0,
+                          None if body is None else same_app(body.get("app_url"), flow_url),
+                          verdict)
+                for (item, verdict), body in zip(items, bodies, strict=True)]
 
     async def _timeline(self, owner: str, low: int, high: float) -> list[dict[str, Any]]:
         """The owner's executions started between ``low`` and ``high`` (epoch s)."""
