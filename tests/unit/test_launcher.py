@@ -9,13 +9,16 @@ an HTTP server would not make on purpose (a reset, half an answer, not HTTP at a
 """
 
 import asyncio
+import json
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 
+from bench._common import start_target
 from kodosumi_timer.bridge import PanelLauncher, outcome_of
 from tests.unit.fake_kodosumi import (  # noqa: F401 (fixtures)
     FLOW,
@@ -275,3 +278,35 @@ async def test_an_owner_token_is_reused_then_renewed(monkeypatch):
     assert launcher._headers("bob")["KODOSUMI_API_KEY"] != first
     clock[0] += 200  # a third of the lifetime (300 s) has passed
     assert launcher._headers("alice")["KODOSUMI_API_KEY"] != first
+
+
+# ---- the fake's faults are repeatable ------------------------------------------------
+
+async def test_a_fraction_of_accepted_launches_fails_the_same_way_each_run(fake: Target):
+    rule = {"action": "error_after_accept", "fraction": 0.3, "status": [500, 502]}
+    runs = []
+    for _ in range(2):
+        fake.reset()
+        fake.faults(rule, seed=7)
+        launcher = PanelLauncher(fake.url, secret=SECRET, timeout=2)
+        try:
+            kinds = [(await launcher.launch(FLOW, OWNER, {"n": n}, marker=f"m{n}")).kind
+                     for n in range(30)]
+        finally:
+            await launcher.close()
+        runs.append(kinds)
+        assert len(fake.executions()) == 30  # every launch was accepted
+    assert runs[0] == runs[1] and 3 <= runs[0].count("in_doubt") <= 15, runs[0]
+    assert set(runs[0]) == {"launched", "in_doubt"}
+
+
+def test_faults_can_be_set_at_start_and_bad_ones_are_refused(tmp_path):
+    child, url = start_target(tmp_path, env={"TARGET_FAULTS": json.dumps(
+        {"rules": [{"action": "answer", "status": 404}]})})
+    try:
+        assert httpx.post(f"{url}/-/127.0.0.1/8001/agent/-/", json={}).status_code == 404
+        bad = httpx.post(f"{url}/_faults", json={"rules": [{"action": "explode"}]})
+        assert bad.status_code == 400 and "explode" in bad.json()["detail"]
+        assert httpx.get(f"{url}/_faults").json()["rules"][0]["status"] == 404  # kept
+    finally:
+        child.stop()
