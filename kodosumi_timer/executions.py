@@ -153,9 +153,9 @@ def judge(candidates: Iterable[Candidate], sent_at: datetime) -> Judgement:
             f"({', '.join(c.fid for c in strong[:3])}); kodosumi keeps no launch id"))
     if len(strong) == 1 and not blocking:
         match = strong[0]
-        offset = match.started - sent_at.timestamp()
+        offset = round(match.started - sent_at.timestamp())
         return Judgement("found", fid=match.fid, reason=(
-            f"matched by owner, flow, inputs and start ({offset:+.0f} s), not by a launch "
+            f"matched by owner, flow, inputs and start ({offset:+d} s), not by a launch "
             "id (kodosumi keeps none): the same launch by hand then would look alike"))
     if rows:
         what = ("whose flow could not be read" if any(c.same_flow is None for c in rows)
