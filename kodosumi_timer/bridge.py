@@ -192,10 +192,11 @@ class PanelLauncher:
     An owner's token is reused for a third of its lifetime: signing it costs more than
     the request.
 
-    ``find_launch`` waits up to ``settle`` seconds after the launch was sent before it
-    says ``absent`` (kodosumi shows an execution only once its spooler wrote it), and
-    looks for executions started from ``skew`` seconds before the launch to ``window``
-    seconds after it (kodosumi's proxy waits up to 60 s for the flow)."""
+    ``find_launch`` looks for executions started from ``skew`` seconds before the launch
+    to ``window`` seconds after it, and says ``absent`` only ``settle`` seconds after
+    the launch was sent: kodosumi's panel waits up to 60 s for the flow's Serve app, so
+    a launch that timed out here can still start an execution that late, and its
+    spooler shows an execution a second or more after it started."""
 
     HEADER = "KODOSUMI_API_KEY"
     PAGE = 50  # timeline items per query
@@ -203,7 +204,7 @@ class PanelLauncher:
 
     def __init__(self, panel_url: str, secret: str, token_ttl: int = 900,
                  timeout: float = 30.0, connections: int = 32, *,
-                 connect_timeout: float = 10.0, settle: float = 20.0, window: float = 65.0,
+                 connect_timeout: float = 10.0, settle: float = 65.0, window: float = 65.0,
                  skew: float = 2.0, poll: float = 1.0, stream_timeout: float = 10.0,
                  clock: Callable[[], datetime] = _utcnow,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):

@@ -103,13 +103,14 @@ async def test_absent_waits_the_settle_time_on_the_injected_clock(fake: Target):
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    launcher = launcher_for(fake, settle=20, poll=1.0, sleep=sleep,
-                            clock=lambda: t0 + timedelta(seconds=sum(slept)))
+    launcher = PanelLauncher(fake.url, secret=SECRET, sleep=sleep,
+                             clock=lambda: t0 + timedelta(seconds=sum(slept)))
     try:
         absent = await launcher.find_launch(FLOW, OWNER, INPUTS, marker="m", sent_at=t0)
     finally:
         await launcher.close()
-    assert absent.kind == "absent" and sum(slept) == 20 and len(slept) == 20, (absent, slept)
+    # by default past the 60 s kodosumi's panel waits for a flow, polled every second
+    assert absent.kind == "absent" and sum(slept) == 65 and len(slept) == 65, (absent, slept)
 
 
 async def test_others_flows_and_other_owners_do_not_match(fake: Target):
