@@ -85,7 +85,7 @@ async def child_ours(db: str, admin_db: str, target: str, workdir: str) -> None:
     from kodosumi_timer.bridge import PanelLauncher, RoleTable
     from kodosumi_timer.config import TimerSettings
     from kodosumi_timer.store import open_store
-    from kodosumi_timer.timer import LocalWaker, Timer
+    from kodosumi_timer.timer import LocalWaker, Timer, TimerConfig
 
     _child_logging(workdir, "ours")
     store = await open_store(db)
@@ -94,7 +94,7 @@ async def child_ours(db: str, admin_db: str, target: str, workdir: str) -> None:
     waker = LocalWaker()
     # claim-ahead as the daemon configures it by default
     claim_ahead = TimerSettings.model_fields["TIMER_CLAIM_AHEAD"].default
-    timer = Timer(store, launcher, roles, waker, claim_ahead=claim_ahead)
+    timer = Timer(store, launcher, roles, waker, TimerConfig(claim_ahead=claim_ahead))
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, timer.stop)
     loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(waker.wake()))

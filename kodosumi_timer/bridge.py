@@ -203,7 +203,7 @@ class PanelLauncher:
     MAX_PAGES = 20
 
     def __init__(self, panel_url: str, secret: str, token_ttl: int = 900,
-                 timeout: float = 30.0, connections: int = 32, *,
+                 timeout: float = 30.0, connections: int = 128, *,
                  connect_timeout: float = 10.0, settle: float = 65.0, window: float = 65.0,
                  skew: float = 2.0, poll: float = 1.0, stream_timeout: float = 10.0,
                  clock: Callable[[], datetime] = _utcnow,

@@ -293,7 +293,7 @@ class Store:
         # min() bypasses the column type on some dialects: normalise to aware UTC
         column_type = ScheduleRow.__table__.c.next_run.type
         try:
-            return column_type.process_result_value(  # type: ignore[no-any-return]
+            return column_type.process_result_value(  # type: ignore[attr-defined, no-any-return]
                 value if not isinstance(value, str) else datetime.fromisoformat(value),
                 self.engine.dialect)
         except ValueError:  # garbage in a next_run: the due query decodes and pauses it
@@ -530,7 +530,7 @@ class Store:
                                    RUNS.c.status.in_(("queued", "launching")),
                                    RUNS.c.lease_until < lease_until)
                 .values(lease_until=lease_until))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return int(result.rowcount)
 
     async def release_queued(self, timer_id: str, now: datetime) -> int:
         """Let go of the runs this timer holds but has not sent (on stop): their lease
@@ -539,7 +539,7 @@ class Store:
             result = await conn.execute(
                 update(RUNS).where(RUNS.c.timer_id == timer_id, RUNS.c.status == "queued")
                 .values(lease_until=now))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return int(result.rowcount)
 
     async def expired_claims(self, now: datetime, limit: int = 500) -> list[RunRow]:
         """Runs held by a timer whose lease ran out (it stopped, died or stalled):
@@ -558,7 +558,7 @@ class Store:
                 update(RUNS).where(RUNS.c.id == run.id, RUNS.c.timer_id == run.timer_id,
                                    RUNS.c.status == run.status, RUNS.c.lease_until < now)
                 .values(timer_id=timer_id, lease_until=lease_until))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 return False
         run.timer_id, run.lease_until = timer_id, lease_until
         return True
@@ -571,7 +571,7 @@ class Store:
                 update(RUNS).where(RUNS.c.id == run.id, RUNS.c.timer_id == timer_id,
                                    RUNS.c.status == "launching")
                 .values(status="queued", fired_at=None))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 return False
         run.status, run.fired_at = "queued", None
         return True
@@ -699,6 +699,14 @@ class Store:
         )
         async with self.session() as s:
             return (await s.execute(query)).scalars().all()
+
+    async def known_fids(self, owner: str, since: datetime, until: datetime) -> set[str]:
+        """The executions other runs of ``owner`` were launched as in this window (a
+        launch in doubt is never taken for one of them)."""
+        query = select(RUNS.c.fid).where(RUNS.c.owner == owner, RUNS.c.fid.is_not(None),
+                                         RUNS.c.fired_at >= since, RUNS.c.fired_at <= until)
+        async with self.engine.connect() as conn:
+            return {str(fid) for fid in (await conn.execute(query)).scalars()}
 
     async def count_active_runs(self) -> int:
         """Executions launched by any timer that have not ended (the running cap)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kodosumi_timer import policy, reasons
-from kodosumi_timer.bridge import Launcher, LaunchOutcome
+from kodosumi_timer.bridge import Launcher, LaunchOutcome, Reconciled
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.repository import Claim, LaunchResult
@@ -23,6 +23,11 @@ from kodosumi_timer.timer.recording import ResultWriter
 from kodosumi_timer.timer.stalls import watched
 
 log = logging.getLogger("kodosumi_timer.timer")
+
+# other runs' executions in this window around a launch in doubt are never taken for it
+# (kodosumi's panel may start a flow up to 60 s after the request)
+RECONCILE_BEFORE = timedelta(seconds=5)
+RECONCILE_AFTER = timedelta(seconds=70)
 
 
 def run_marker(run: RunRow) -> str:
@@ -199,6 +204,19 @@ class Launching:
             log.debug("schedule %s slot %s launched %s", schedule.id, run.slot, result.fid)
         self.writer.add(result)
 
+    async def find(self, claim: Claim, sent_at: datetime) -> Reconciled:
+        """Ask kodosumi whether it started this run, never taking another run's
+        execution for it."""
+        schedule = claim.schedule
+        try:
+            others = await self.store.known_fids(schedule.owner, sent_at - RECONCILE_BEFORE,
+                                                 sent_at + RECONCILE_AFTER)
+            return await self.launcher.find_launch(
+                schedule.flow_url, schedule.owner, dict(schedule.inputs),
+                marker=run_marker(claim.run), sent_at=sent_at, exclude=others)
+        except Exception as exc:
+            return Reconciled("cannot_tell", reason=f"kodosumi could not be asked: {exc!r}"[:200])
+
     async def until(self, instant: datetime) -> None:
         """Sleep until ``instant`` on the wall clock the slots are on: never early."""
         while (remaining := (instant - self.clock()).total_seconds()) > 0:
@@ -226,9 +244,7 @@ class Launching:
             if outcome.kind == "rejected":
                 return LaunchResult(run, RunStatus.REJECTED, self.clock(), None, outcome.reason)
             if outcome.kind == "in_doubt":
-                found = await self.launcher.find_launch(
-                    schedule.flow_url, schedule.owner, dict(schedule.inputs), marker=marker,
-                    sent_at=sent_at)
+                found = await self.find(claim, sent_at)
                 if found.kind == "found":
                     log.info("schedule %s slot %s: %s, but kodosumi started it (%s)",
                              schedule.id, run.slot, outcome.reason, found.fid)

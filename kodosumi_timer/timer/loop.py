@@ -25,7 +25,7 @@ from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.due import BadRow, DueSchedule
 from kodosumi_timer.store.repository import Claim, LaunchResult
 from kodosumi_timer.timer.following import Follower
-from kodosumi_timer.timer.launching import Launching, SendGate, run_marker
+from kodosumi_timer.timer.launching import Launching, SendGate
 from kodosumi_timer.timer.pacing import Pacer
 from kodosumi_timer.timer.planning import Planner
 from kodosumi_timer.timer.recording import ResultWriter
@@ -341,9 +341,8 @@ class Timer:
         schedule = schedules.get(run.schedule_id)
         if not isinstance(schedule, DueSchedule):
             return
-        found = await self.launcher.find_launch(
-            schedule.flow_url, schedule.owner, dict(schedule.inputs), marker=run_marker(run),
-            sent_at=run.fired_at or run.slot)
+        found = await self.launching.find(Claim(schedule=schedule, run=run),
+                                          run.fired_at or run.slot)
         now = self.clock()
         if found.kind == "found":
             self.writer.add(LaunchResult(run, RunStatus.LAUNCHED, now, found.fid,

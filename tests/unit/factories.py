@@ -1,6 +1,7 @@
 """Small builders and fakes for unit tests of our own logic (never a stand-in for kodosumi
 in an integration test)."""
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,6 +70,7 @@ class FakeLauncher:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.markers: list[str] = []
         self.asked: list[str] = []  # markers find_launch was asked about
+        self.excluded: list[set[str]] = []  # the fids it was told are other runs'
         self.statuses: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         self.status_calls = 0
@@ -83,8 +85,10 @@ class FakeLauncher:
         return LaunchOutcome("launched", fid=f"fid-{len(self.calls)}")
 
     async def find_launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
-                          marker: str, sent_at: datetime) -> Reconciled:
+                          marker: str, sent_at: datetime,
+                          exclude: Collection[str] = ()) -> Reconciled:
         self.asked.append(marker)
+        self.excluded.append(set(exclude))
         if self.found:
             return self.found.pop(0)
         return Reconciled("absent")

@@ -519,6 +519,7 @@ async def test_in_doubt_and_found_by_kodosumi_is_launched_and_not_sent_again(sto
     await timer.fire_due()
     await timer.drain()
     assert len(launcher.calls) == 1 and launcher.asked == launcher.markers
+    assert launcher.excluded == [set()]  # no other run's execution to mistake for it
     run = (await store.runs(row.id))[0][0]
     assert (run.status, run.fid) == ("launched", "fid-k")
     assert "HTTP 502" in run.reason and "by marker" in run.reason
@@ -533,6 +534,24 @@ async def test_in_doubt_and_absent_in_kodosumi_is_sent_again_with_the_same_marke
     assert len(launcher.calls) == 2 and len(set(launcher.markers)) == 1
     run = (await store.runs(row.id))[0][0]
     assert (run.status, run.fid) == ("launched", "fid-2")
+
+
+async def test_a_launch_in_doubt_is_never_taken_for_another_runs_execution(store):
+    first = await store.add_schedule(schedule(owner="alice"))
+    second = await store.add_schedule(schedule(owner="alice", next_run=T0 + timedelta(seconds=5)))
+    clock = Clock(T0)
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()  # the first launched as fid-1
+    launcher.outcomes.append(LaunchOutcome("in_doubt", reason="panel answered HTTP 502"))
+    launcher.found.append(Reconciled("cannot_tell", reason="two alike"))
+    clock.advance(seconds=5)
+    await timer.fire_due()
+    await timer.drain()
+    assert launcher.excluded == [{"fid-1"}]
+    assert (await store.runs(first.id))[0][0].fid == "fid-1"
+    assert (await store.runs(second.id))[0][0].status == "unknown"
 
 
 async def test_in_doubt_that_kodosumi_cannot_settle_is_unknown_and_not_sent_again(store):
