@@ -584,8 +584,10 @@ class Store:
             return
         run_rows, schedule_rows = [], []
         for r in results:
+            # a run that was never sent (skipped, missed at its last check) has no fired_at
+            fired = None if r.status in ("skipped", "missed") else r.at
             run_rows.append({"b_id": r.run.id, "b_status": r.status, "b_fid": r.fid,
-                             "b_reason": r.reason, "b_at": r.at,
+                             "b_reason": r.reason, "b_fired": fired,
                              "b_finished": None if r.status in ACTIVE_RUN_STATES else r.at})
             schedule_rows.append({"b_schedule": r.run.schedule_id, "b_fid": r.fid,
                                   "b_status": r.status, "b_at": r.at})
@@ -598,7 +600,8 @@ class Store:
                                        RUNS.c.status == "launching")).values(
                     status=bindparam("b_status"), fid=bindparam("b_fid"),
                     reason=bindparam("b_reason"),
-                    fired_at=func.coalesce(RUNS.c.fired_at, bindparam("b_at")),
+                    fired_at=func.coalesce(RUNS.c.fired_at,
+                                           bindparam("b_fired", type_=UTCDateTime)),
                     finished_at=bindparam("b_finished"), lease_until=None), run_rows)
             await conn.execute(
                 update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
@@ -607,7 +610,8 @@ class Store:
                 schedule_rows)
         for r in results:
             r.run.status, r.run.fid, r.run.reason = r.status, r.fid, r.reason
-            r.run.fired_at = r.run.fired_at or r.at
+            if r.status not in ("skipped", "missed"):
+                r.run.fired_at = r.run.fired_at or r.at
 
     async def finish_runs(self, changes: Sequence[RunChange]) -> None:
         """A followed execution's new status for many runs, in one transaction; the
