@@ -78,7 +78,7 @@ def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None,
         # the composed app checks the secret again; it reads the choice from here
         os.environ["KODO_TIMER_ALLOW_DEFAULT_SECRET"] = "true"
     settings = get_settings()
-    kodo = Settings(**overrides)  # type: ignore[arg-type]
+    kodo = Settings(**overrides)
     check_secret(kodo.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
     probe_ray(kodo.RAY_SERVER, settings.TIMER_CONNECT_TIMEOUT)
     probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)

@@ -399,7 +399,7 @@ def create(path: str | None, flow: str | None, cron: str | None, run_at: str | N
     click.echo(show_schedule(item))
 
 
-def _act(verb: str, action: Callable[[PanelClient, str], dict[str, Any] | None],
+def _act(verb: str, action: Callable[..., dict[str, Any] | None],
          say: Callable[[dict[str, Any]], str]) -> Callable[..., None]:
     """pause, resume, run, rm: resolve the id, call, and say what happened."""
 
@@ -412,7 +412,7 @@ def _act(verb: str, action: Callable[[PanelClient, str], dict[str, Any] | None],
         try:
             full = client.resolve_id(schedule_id)
             before = client.schedule(full)
-            result = action(client, full, **flags)  # type: ignore[call-arg]
+            result = action(client, full, **flags)
         finally:
             client.close()
         if as_json:

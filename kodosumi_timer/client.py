@@ -258,7 +258,7 @@ class PanelClient:
             candidates = list(self.all_schedules(all="true"))
         except ClientError:  # not an operator: one's own and the system schedules
             candidates = list(self.all_schedules()) + list(self.all_schedules(system="true"))
-        ids = sorted({s["id"] for s in candidates if s["id"].startswith(wanted)})
+        ids = sorted({str(s["id"]) for s in candidates if s["id"].startswith(wanted)})
         if not ids:
             raise ClientError(f"no schedule you can see has an id starting with {given}")
         if len(ids) > 1:
@@ -273,7 +273,7 @@ class PanelClient:
             return given
         wanted = given.strip().lower()
         flows = self.flows()
-        matches = sorted({f["url"] for f in flows
+        matches = sorted({str(f["url"]) for f in flows
                           if wanted in (flow_name(f["url"]).lower(),
                                         str(f.get("summary") or "").strip().lower())})
         if len(matches) == 1:
