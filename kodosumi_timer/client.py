@@ -153,6 +153,9 @@ class PanelClient:
         if response.status_code == 401:
             raise ClientError(f"not logged in at {self.url}, or the login expired: run "
                               f"`koco-timer login --url {self.url}`")
+        if response.status_code >= 500:
+            raise ClientError(f"the panel failed on {method} {path} "
+                              f"({response.status_code}): {_error_line(response)}")
         if response.status_code >= 400:
             raise ClientError(_error_line(response))
         return response

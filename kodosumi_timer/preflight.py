@@ -63,15 +63,19 @@ def probe_ray(address: str, timeout: float) -> None:
         raise PreflightError(f"no Ray cluster answers at {address} (KODO_RAY_SERVER)")
 
 
-async def _connect(url: str) -> None:
+async def _connect(url: str, timeout: float | None) -> None:
     from sqlalchemy import text
 
     from kodosumi_timer.store.repository import make_engine
 
     engine = make_engine(url)
-    try:
+
+    async def select_one() -> None:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(select_one(), timeout)
     finally:
         await engine.dispose()
 
@@ -83,9 +87,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def probe_store(url: str, timeout: float) -> None:
-    """Open one connection to the schedule store and close it."""
+    """Open one connection to the schedule store and close it. Only a database server
+    gets ``timeout``: a SQLite file fails at once if at all (on a busy machine its
+    thread may start slowly; that is no reason to refuse)."""
+    network = not url.startswith("sqlite")
     try:
-        asyncio.run(asyncio.wait_for(_connect(url), timeout))
+        asyncio.run(_connect(url, timeout if network else None))
     except TimeoutError as exc:
         raise PreflightError(f"the schedule store at {mask_url(url)} (KODO_TIMER_DATABASE) "
                              f"did not answer within {timeout:g} s") from exc

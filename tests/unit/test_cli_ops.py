@@ -246,3 +246,11 @@ def test_every_import_is_declared_and_every_dependency_imported():
     declared = _declared()
     assert needed - declared == set(), "imported but not declared in pyproject.toml"
     assert declared - needed - DRIVERS == set(), "declared but never imported"
+
+
+@pytest.mark.pg
+def test_a_reachable_postgresql_store_passes_the_probe():
+    from kodosumi_timer.preflight import probe_store
+    from tests.conftest import require_pg
+
+    probe_store(require_pg(), 3)
