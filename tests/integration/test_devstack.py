@@ -179,4 +179,4 @@ def test_the_cli_on_a_real_stack_and_the_demo_outlives_its_timer(tmp_path):
     gone = _koco(env, "status", timeout=30)
     assert gone.returncode == 1
     assert gone.stderr.strip() == \
-        f"Error: no Ray cluster answers at {stack.ray_address} (KODO_RAY_SERVER)"
+        f"Error: no Ray cluster answers at {stack.kodo.ray_address} (KODO_RAY_SERVER)"
