@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
@@ -49,6 +50,19 @@ def fail_fast[**P, R](command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _check_secret(secret: str, allowed: bool, what: str) -> None:
+    try:
+        check_secret(secret, allowed, what)
+    except PreflightError as exc:
+        # next to a running demo, its secret is one `source` away
+        from kodosumi_timer.demo import SHELL_FILE
+
+        demo = Path("data") / SHELL_FILE
+        if demo.exists():
+            raise PreflightError(f"{exc}; for the demo here: source {demo}") from exc
+        raise
+
+
 allow_default_secret = click.option(
     "--allow-default-secret", is_flag=True,
     help="Start even with kodosumi's default secret key (KODO_TIMER_ALLOW_DEFAULT_SECRET).")
@@ -79,7 +93,7 @@ def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None,
         os.environ["KODO_TIMER_ALLOW_DEFAULT_SECRET"] = "true"
     settings = get_settings()
     kodo = Settings(**overrides)
-    check_secret(kodo.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
+    _check_secret(kodo.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
     probe_ray(kodo.RAY_SERVER, settings.TIMER_CONNECT_TIMEOUT)
     probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
     run(kodo)
@@ -112,7 +126,7 @@ def start(block: bool, actor: bool, ray_server: str | None, panel: str | None,
     if allow_default_secret:
         overrides["TIMER_ALLOW_DEFAULT_SECRET"] = True
     settings = get_settings(**overrides)
-    check_secret(settings.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the timer")
+    _check_secret(settings.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the timer")
     probe_ray(settings.RAY_SERVER, settings.TIMER_CONNECT_TIMEOUT)
     probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
     if not block:
@@ -267,8 +281,6 @@ def preview(expression: str, zone: str, after: str | None, count: int, as_json: 
 @click.option("--port", default=3370, show_default=True, help="Panel port.")
 def demo(data_dir: str, port: int) -> None:
     """Start Ray, the demo agents, kodosumi's spooler, the panel and the timer; Ctrl-C stops all."""
-    from pathlib import Path
-
     from kodosumi_timer.demo import run_demo
 
     run_demo(Path(data_dir), panel_port=port)

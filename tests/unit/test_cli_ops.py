@@ -254,3 +254,11 @@ def test_a_reachable_postgresql_store_passes_the_probe():
     from tests.conftest import require_pg
 
     probe_store(require_pg(), 3)
+
+
+def test_next_to_a_running_demo_the_refusal_names_its_settings_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "demo.sh").write_text("# the demo's\n")
+    result, _ = run("start")
+    assert one_line_failure(result).endswith(
+        "to run with it anyway; for the demo here: source data/demo.sh")
