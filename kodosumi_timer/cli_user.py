@@ -55,7 +55,8 @@ def open_panel(given: str | None) -> PanelClient:
     if login.expires is not None and login.expires <= datetime.now(UTC):
         raise ClientError(f"your login at {url} expired at {_utc(login.expires)}: run "
                           f"`koco-timer login --url {url}`")
-    return PanelClient(url, login.token, url_hint=hint)
+    return PanelClient(url, login.token, url_hint=hint,
+                       connect_timeout=settings.TIMER_CONNECT_TIMEOUT)
 
 
 def one_line_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
@@ -181,7 +182,8 @@ def login(url: str | None, name: str | None, password: str | None) -> None:
         name = click.prompt("name")
     if password is None:
         password = click.prompt("password", hide_input=True)
-    client = PanelClient(target, None, url_hint=hint)
+    client = PanelClient(target, None, url_hint=hint,
+                         connect_timeout=settings.TIMER_CONNECT_TIMEOUT)
     try:
         session = client.login(name, password)
     finally:

@@ -131,25 +131,32 @@ def _error_line(response: httpx.Response) -> str:
 class PanelClient:
     """Synchronous calls to one panel; every failure becomes a :class:`ClientError`."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 10.0,
+    def __init__(self, url: str, token: str | None, *, connect_timeout: float = 3.0,
                  url_hint: str = "--url"):
         self.url = normal_url(url)
         self.token = token
         self.url_hint = url_hint
         headers = {HEADER_KEY: token} if token else {}
+        # a panel that is not there is said at once; one that is may take its time
+        timeout = httpx.Timeout(30.0, connect=connect_timeout)
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ClientError(f"the panel at {self.url} did not answer in time "
-                              f"({self.url_hint})") from exc
-        except httpx.TransportError as exc:
+            return self.http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ClientError(f"no panel answers at {self.url} ({self.url_hint})") from exc
+        except httpx.TimeoutException as exc:
+            raise ClientError(f"the panel at {self.url} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ClientError(f"the connection to the panel at {self.url} failed: "
+                              f"{type(exc).__name__}") from exc
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._send(method, path, **kwargs)
         if response.status_code == 401:
             raise ClientError(f"not logged in at {self.url}, or the login expired: run "
                               f"`koco-timer login --url {self.url}`")
@@ -173,13 +180,7 @@ class PanelClient:
     # -- login -----------------------------------------------------------------------
 
     def login(self, name: str, password: str) -> Login:
-        try:
-            response = self.http.post("/api/login", json={"name": name, "password": password})
-        except httpx.TimeoutException as exc:
-            raise ClientError(f"the panel at {self.url} did not answer in time "
-                              f"({self.url_hint})") from exc
-        except httpx.TransportError as exc:
-            raise ClientError(f"no panel answers at {self.url} ({self.url_hint})") from exc
+        response = self._send("POST", "/api/login", json={"name": name, "password": password})
         if response.status_code in (401, 403):
             raise ClientError(f"login at {self.url} refused: invalid name or password, or "
                               "the user is not active")

@@ -283,3 +283,4 @@ def test_flow_names_are_the_route_of_kodosumis_proxy_urls():
     assert flow_name("/-/127.0.0.1/8001/quick/-/") == "quick"
     assert flow_name("/-/localhost/8001/team/report/-/") == "team/report"
     assert flow_name("/odd/") == "odd"
+
