@@ -1,28 +1,81 @@
 """``koco-timer``: the composed panel, the timer, previews and the demo."""
 
 import asyncio
+import functools
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
 from kodosumi_timer import __version__
-from kodosumi_timer.config import get_settings
+from kodosumi_timer.cli_user import register as register_user_commands
+from kodosumi_timer.config import TimerSettings, get_settings
+from kodosumi_timer.preflight import (
+    PreflightError,
+    check_secret,
+    endpoint_of,
+    mask_url,
+    probe_ray,
+    probe_store,
+    tcp_answers,
+)
 
 
 @click.group()
 @click.version_option(__version__, prog_name="koco-timer")
 def cli() -> None:
-    """Scheduled agent executions for kodosumi."""
+    """Scheduled agent executions for kodosumi.
+
+    \b
+    For users (through a panel): login, flows, ls, show, create, pause, resume,
+    run, rm, runs, logout.
+    For operators: demo, serve, start, stop, status, check-config, db upgrade.
+    For everyone: preview.
+    """
+
+
+def fail_fast[**P, R](command: Callable[P, R]) -> Callable[P, R]:
+    """What a command could not reach, or refuses, is one line and exit code 1."""
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except PreflightError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper
+
+
+def _check_secret(secret: str, allowed: bool, what: str) -> None:
+    try:
+        check_secret(secret, allowed, what)
+    except PreflightError as exc:
+        # next to a running demo, its secret is one `source` away
+        from kodosumi_timer.demo import SHELL_FILE
+
+        demo = Path("data") / SHELL_FILE
+        if demo.exists():
+            raise PreflightError(f"{exc}; for the demo here: source {demo}") from exc
+        raise
+
+
+allow_default_secret = click.option(
+    "--allow-default-secret", is_flag=True,
+    help="Start even with kodosumi's default secret key (KODO_TIMER_ALLOW_DEFAULT_SECRET).")
 
 
 @cli.command()
 @click.option("--address", default=None, help="Panel URL to listen on (KODO_APP_SERVER).")
 @click.option("--register", multiple=True, help="Flow source(s) to register, like koco serve.")
 @click.option("--exec-dir", default=None, help="kodosumi's execution directory.")
-def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None) -> None:
+@allow_default_secret
+@fail_fast
+def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None,
+          allow_default_secret: bool) -> None:
     """Run kodosumi's panel with the schedule API and pages."""
     from kodosumi.config import Settings
 
@@ -35,7 +88,23 @@ def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None) 
         overrides["REGISTER_FLOW"] = list(register)
     if exec_dir:
         overrides["EXEC_DIR"] = exec_dir
-    run(Settings(**overrides))  # type: ignore[arg-type]
+    if allow_default_secret:
+        # the composed app checks the secret again; it reads the choice from here
+        os.environ["KODO_TIMER_ALLOW_DEFAULT_SECRET"] = "true"
+    settings = get_settings()
+    kodo = Settings(**overrides)
+    _check_secret(kodo.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
+    probe_ray(kodo.RAY_SERVER, settings.TIMER_CONNECT_TIMEOUT)
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
+    run(kodo)
+
+
+def _warn_without_panel(settings: TimerSettings) -> None:
+    """The timer may start before the panel, but the operator should know."""
+    endpoint = endpoint_of(settings.TIMER_PANEL_URL)
+    if endpoint is not None and not tcp_answers(*endpoint, settings.TIMER_CONNECT_TIMEOUT):
+        click.echo(f"warning: no panel answers at {settings.TIMER_PANEL_URL} "
+                   "(KODO_TIMER_PANEL_URL); launches fail until one does", err=True)
 
 
 @cli.command()
@@ -44,16 +113,27 @@ def serve(address: str | None, register: tuple[str, ...], exec_dir: str | None) 
               help="Run inside the Ray cluster as a detached actor that Ray restarts.")
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
 @click.option("--panel", default=None, help="Panel URL to launch through (KODO_TIMER_PANEL_URL).")
-def start(block: bool, actor: bool, ray_server: str | None, panel: str | None) -> None:
+@allow_default_secret
+@fail_fast
+def start(block: bool, actor: bool, ray_server: str | None, panel: str | None,
+          allow_default_secret: bool) -> None:
     """Start the timer (one per Ray cluster)."""
-    from kodosumi_timer import daemon
-
     overrides: dict[str, object] = {}
     if ray_server:
         overrides["RAY_SERVER"] = ray_server
     if panel:
         overrides["TIMER_PANEL_URL"] = panel
+    if allow_default_secret:
+        overrides["TIMER_ALLOW_DEFAULT_SECRET"] = True
     settings = get_settings(**overrides)
+    _check_secret(settings.SECRET_KEY, settings.TIMER_ALLOW_DEFAULT_SECRET, "the timer")
+    probe_ray(settings.RAY_SERVER, settings.TIMER_CONNECT_TIMEOUT)
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
+    if not block:
+        _warn_without_panel(settings)
+
+    from kodosumi_timer import daemon
+
     if block:
         try:
             daemon.run_blocking(settings)
@@ -75,6 +155,8 @@ def start(block: bool, actor: bool, ray_server: str | None, panel: str | None) -
         return
     argv = ["start"] + sum(([f"--{k}", v] for k, v in
                             (("ray-server", ray_server), ("panel", panel)) if v), [])
+    if allow_default_secret:
+        argv.append("--allow-default-secret")
     pid = daemon.start_background(argv)
     click.echo(f"timer starting (pid={pid}) ...")
     if daemon.wait_registered(pid) is None:
@@ -85,6 +167,7 @@ def start(block: bool, actor: bool, ray_server: str | None, panel: str | None) -
 
 @cli.command()
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+@fail_fast
 def stop(ray_server: str | None) -> None:
     """Stop the cluster's timer (SIGTERM: it finishes the step in hand)."""
     from kodosumi_timer import daemon
@@ -97,6 +180,7 @@ def stop(ray_server: str | None) -> None:
 
 @cli.command()
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+@fail_fast
 def status(ray_server: str | None) -> None:
     """Show whether the timer runs, since when, and what it did."""
     from kodosumi_timer import daemon
@@ -123,8 +207,10 @@ def status(ray_server: str | None) -> None:
     uptime = int(time.time() - meta["started"])
     mode = "in the cluster as a Ray actor" if meta.get("mode") == "actor" else "as a process"
     click.echo(f"timer: running {mode} (pid={meta['pid']} on {meta['host']}), up {uptime}s")
-    click.echo(f"store: {meta['database']}")
+    # masked again: a timer of an older version published the URL as it was
+    click.echo(f"store: {mask_url(str(meta['database']))}")
     click.echo(f"fires since start: {meta['fires']}, failures: {meta['failures']}")
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
     due, system_lines = asyncio.run(due_next_hour())
     click.echo(f"schedules due in the next hour: {due}")
     # system schedules (issue 6)
@@ -195,8 +281,6 @@ def preview(expression: str, zone: str, after: str | None, count: int, as_json: 
 @click.option("--port", default=3370, show_default=True, help="Panel port.")
 def demo(data_dir: str, port: int) -> None:
     """Start Ray, the demo agents, kodosumi's spooler, the panel and the timer; Ctrl-C stops all."""
-    from pathlib import Path
-
     from kodosumi_timer.demo import run_demo
 
     run_demo(Path(data_dir), panel_port=port)
@@ -208,11 +292,13 @@ def db() -> None:
 
 
 @db.command()
+@fail_fast
 def upgrade() -> None:
     """Apply the store's migrations (the panel and the timer also do this on start)."""
     from kodosumi_timer.store import open_store
 
     settings = get_settings()
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
 
     async def run() -> None:
         store = await open_store(settings.TIMER_DATABASE)
@@ -221,6 +307,8 @@ def upgrade() -> None:
     asyncio.run(run())
     click.echo("schedule store is up to date")
 
+
+register_user_commands(cli)
 
 if __name__ == "__main__":
     cli()

@@ -53,6 +53,14 @@ class TimerSettings(BaseSettings):
     # seconds the timer waits for the panel's answer to a launch
     TIMER_LAUNCH_TIMEOUT: float = Field(30.0, gt=0)
 
+    # the commands (issue 17): refuse kodosumi's default secret unless this is true; how
+    # long a command waits for Ray, the store or the panel before it says it cannot reach
+    # them; where `koco-timer login` keeps its tokens (default
+    # $XDG_CONFIG_HOME/kodosumi-timer/auth.json, i.e. ~/.config/...)
+    TIMER_ALLOW_DEFAULT_SECRET: bool = False
+    TIMER_CONNECT_TIMEOUT: float = Field(3.0, gt=0)
+    TIMER_AUTH_FILE: str | None = None
+
     # kodosumi's own settings the timer needs (same names as kodosumi's); the secret
     # signs the owner tokens and must be the panel's
     SECRET_KEY: str = "top secret -- change this in production"

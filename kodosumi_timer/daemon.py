@@ -19,6 +19,7 @@ import ray
 from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelLauncher, RoleTable
 from kodosumi_timer.config import TimerSettings
+from kodosumi_timer.preflight import PreflightError, mask_url, probe_ray
 from kodosumi_timer.store import open_store
 from kodosumi_timer.system import PanelDiscovery, SystemSchedules
 from kodosumi_timer.timer import Timer, TimerConfig, TimerStats, Waker, utcnow
@@ -43,8 +44,16 @@ def setup_logging(settings: TimerSettings) -> None:
 
 
 def connect(settings: TimerSettings) -> None:
-    ray.init(address=settings.RAY_SERVER, ignore_reinit_error=True, log_to_driver=False,
-             logging_level=logging.WARNING)
+    """Join the cluster at KODO_RAY_SERVER; PreflightError within seconds if none answers
+    there (Ray itself would retry, printing warnings, for minutes)."""
+    probe_ray(settings.RAY_SERVER, settings.TIMER_CONNECT_TIMEOUT)
+    try:
+        ray.init(address=settings.RAY_SERVER, ignore_reinit_error=True, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PreflightError(f"cannot join the Ray cluster at {settings.RAY_SERVER} "
+                             f"(KODO_RAY_SERVER): {first}") from exc
 
 
 def running_meta() -> dict[str, Any] | None:
@@ -183,9 +192,7 @@ def start_actor(settings: TimerSettings) -> dict[str, Any]:
 
 
 def _safe_url(settings: TimerSettings) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(settings.TIMER_DATABASE).render_as_string(hide_password=True)
+    return mask_url(settings.TIMER_DATABASE)
 
 
 def run_blocking(settings: TimerSettings) -> None:

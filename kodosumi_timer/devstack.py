@@ -282,6 +282,12 @@ class ProcessGroup:
             stopped.extend(self._stop_child(self.children.pop(), timeout))
         return stopped
 
+    def forget(self, child: Child) -> None:
+        """Drop a child that has exited by itself (reaped), so stopping skips it."""
+        self.children.remove(child)
+        with suppress(subprocess.TimeoutExpired):
+            child.popen.wait(timeout=1)
+
     def stop(self, name: str, timeout: float = 15) -> None:
         """Stop the newest child called ``name`` (a test taking one part away)."""
         child = next(c for c in reversed(self.children) if c.name == name)

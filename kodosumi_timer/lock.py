@@ -12,6 +12,8 @@ from typing import Any
 
 import ray
 
+from kodosumi_timer.preflight import mask_url
+
 NAMESPACE = "kodosumi"
 LOCK_NAME = "KodosumiTimer"
 
@@ -21,7 +23,8 @@ class LockState:
 
     def __init__(self, pid: int, host: str, database: str, mode: str = "process"):
         self.meta: dict[str, Any] = {
-            "pid": pid, "host": host, "database": database, "started": time.time(),
+            # masked here, so no caller can publish a password through the meta
+            "pid": pid, "host": host, "database": mask_url(database), "started": time.time(),
             "fires": 0, "failures": 0, "mode": mode,
         }
         self.generation = 0

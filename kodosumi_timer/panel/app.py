@@ -20,6 +20,7 @@ from kodosumi_timer.panel.api import EXCEPTION_HANDLERS, ScheduleController
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices, RegisteredFlows
+from kodosumi_timer.preflight import check_secret
 from kodosumi_timer.schedules import Flows, utcnow
 from kodosumi_timer.store import open_store
 
@@ -65,6 +66,11 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     from kodosumi.service import app as kodosumi_app
 
     settings = get_settings()
+    # the secret kodosumi signs and checks every token with (read when kodosumi.const
+    # is imported); with kodosumi's default anyone could sign in as anyone
+    from kodosumi.const import JWT_SECRET
+
+    check_secret(JWT_SECRET, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
     app = kodosumi_app.create_app(**kodosumi_settings)
     app.on_startup.append(_services_hook(settings, RegisteredFlows, wake_timer, utcnow))
     app.on_shutdown[:] = [hook for hook in app.on_shutdown if hook is not kodosumi_app.shutdown]

@@ -16,6 +16,7 @@ from kodosumi_timer.devstack import (
     ProcessGroup,
     RayPorts,
     actor_alive,
+    free_port,
     short_temp_dir,
     start_stack,
 )
@@ -76,3 +77,106 @@ def test_a_taken_port_is_named_in_the_error():
         ports = dataclasses.replace(RayPorts.free(), gcs=port)
         with pytest.raises(PortInUseError, match=rf"^port {port} \(Ray\) is already in use$"):
             ports.ensure_free()
+
+
+def _koco(env: dict[str, str], *args: str, timeout: float = 120):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "kodosumi_timer.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _poll(check, what: str, timeout: float):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(0.3)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(420)
+def test_the_cli_on_a_real_stack_and_the_demo_outlives_its_timer(tmp_path):
+    """What a new user does in a second terminal next to the demo: log in, schedule by
+    flow name, watch it run; stop the demo's timer and put one in the cluster instead,
+    while the rest of the demo keeps running."""
+    import json
+    import threading
+
+    from kodosumi_timer.demo import watch
+    from kodosumi_timer.fullstack import start_full_stack
+
+    temp_dir = short_temp_dir()
+    group = ProcessGroup(progress=print)
+    said: list[str] = []
+    stopping = threading.Event()
+    ended: list[object] = []
+    try:
+        stack = start_full_stack(group, data_dir=tmp_path / "data", temp_dir=temp_dir,
+                                 ports=RayPorts.free(), panel_port=free_port(),
+                                 secret="an-integration-secret", progress=print)
+        watcher = threading.Thread(
+            target=lambda: ended.append(watch(group, stopping.is_set, said.append, poll=0.2)))
+        watcher.start()
+        env = dict(stack.env, KODO_TIMER_AUTH_FILE=str(tmp_path / "auth.json"))
+
+        login = _koco(env, "login", "--url", stack.panel_url, "--name", "admin",
+                      "--password", "admin")
+        assert login.returncode == 0, login.stderr
+        flows = _koco(env, "flows")
+        assert "quick" in flows.stdout.split(), flows.stdout
+        made = _koco(env, "create", "--flow", "quick", "--in", "3s", "--title", "cli",
+                     "-i", "message=from the cli", "--json")
+        assert made.returncode == 0, made.stderr
+        schedule_id = json.loads(made.stdout)["id"]
+        assert json.loads(made.stdout)["flow_url"] == stack.flows["quick"]
+
+        def finished():
+            runs = json.loads(_koco(env, "runs", schedule_id[:8], "--json").stdout)["items"]
+            return runs if runs and runs[0]["status"] == "finished" else None
+        _poll(finished, "the scheduled run", 90)
+        table = _koco(env, "runs", schedule_id[:8]).stdout
+        assert "finished" in table and "timer" in table, table
+
+        # stop the demo's timer from "another terminal": the rest keeps running
+        stopped = _koco(env, "stop")
+        assert stopped.returncode == 0 and stopped.stdout.startswith("timer stopped"), stopped
+        _poll(lambda: said, "the demo noticing its timer stopped", 30)
+        assert "the rest of the demo keeps running" in said[0]
+        assert watcher.is_alive() and not ended
+        assert "timer" not in [c.name for c in group.children]
+        assert _koco(env, "ls").returncode == 0  # the panel still answers
+        status = _koco(env, "status")
+        assert status.returncode == 3 and status.stdout.strip() == "timer: not running"
+
+        # and switch to a timer inside the cluster
+        actor = _koco(env, "start", "--actor")
+        assert actor.returncode == 0, actor.stderr
+        status = _koco(env, "status")
+        assert "running in the cluster as a Ray actor" in status.stdout, status.stdout
+        assert f"store: {stack.schedule_db}" in status.stdout
+        rerun = _koco(env, "run", schedule_id[:8], "--json")
+        assert rerun.returncode == 0, rerun.stderr
+
+        def ran_again():
+            runs = json.loads(_koco(env, "runs", schedule_id[:8], "--json").stdout)["items"]
+            return [r for r in runs if r["trigger"] == "manual" and r["status"] == "finished"]
+        _poll(ran_again, "the manual run through the actor timer", 90)
+        assert _koco(env, "stop").returncode == 0
+        assert watcher.is_alive() and not ended
+    finally:
+        stopping.set()
+        stopped_procs = group.stop_all()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert ended == [None]
+    assert _alive(stopped_procs) == []
+    # with the cluster gone, status says so in a line, quickly
+    gone = _koco(env, "status", timeout=30)
+    assert gone.returncode == 1
+    assert gone.stderr.strip() == \
+        f"Error: no Ray cluster answers at {stack.kodo.ray_address} (KODO_RAY_SERVER)"

@@ -1,0 +1,499 @@
+"""The user commands of ``koco-timer``: log in to a panel and manage one's schedules
+through its ``/schedule`` API — tables for people, ``--json`` for scripts."""
+
+import functools
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+import httpx
+import yaml
+
+from kodosumi_timer.client import (
+    ClientError,
+    Credentials,
+    PanelClient,
+    default_auth_file,
+    flow_name,
+    normal_url,
+)
+from kodosumi_timer.config import TimerSettings, get_settings
+
+SHORT_ID = 8
+
+
+def credentials(settings: TimerSettings) -> Credentials:
+    path = settings.TIMER_AUTH_FILE
+    return Credentials(Path(path).expanduser() if path else default_auth_file())
+
+
+def panel_target(given: str | None, settings: TimerSettings,
+                 creds: Credentials) -> tuple[str, str]:
+    """The panel a command talks to, and how the user would change it."""
+    if given:
+        return normal_url(given), "--url"
+    if creds.current:
+        return creds.current, "the panel of your last login; --url for another"
+    return normal_url(settings.TIMER_PANEL_URL), "KODO_TIMER_PANEL_URL, or --url"
+
+
+def open_panel(given: str | None) -> PanelClient:
+    """A client with the token of the last login at that panel."""
+    settings = get_settings()
+    creds = credentials(settings)
+    url, hint = panel_target(given, settings, creds)
+    login = creds.get(url)
+    if login is None:
+        raise ClientError(f"not logged in at {url}: run `koco-timer login --url {url}`")
+    if login.expires is not None and login.expires <= datetime.now(UTC):
+        raise ClientError(f"your login at {url} expired at {_utc(login.expires)}: run "
+                          f"`koco-timer login --url {url}`")
+    return PanelClient(url, login.token, url_hint=hint,
+                       connect_timeout=settings.TIMER_CONNECT_TIMEOUT)
+
+
+def one_line_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
+    """A failure is one line on stderr and exit code 1, never a stack trace."""
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ClientError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except httpx.InvalidURL as exc:
+            raise click.ClickException(f"not a panel URL: {exc} (--url)") from exc
+    return wrapper
+
+
+url_option = click.option("--url", default=None, metavar="URL",
+                          help="The panel (default: the one you last logged in to).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# -- formatting ----------------------------------------------------------------------
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _local(value: str | None, zone: str, weekday: bool = True) -> str:
+    moment = _when(value)
+    if moment is None:
+        return "-"
+    try:
+        local = moment.astimezone(ZoneInfo(zone))
+    except (KeyError, ValueError):
+        local = moment.astimezone(UTC)
+    return local.strftime("%a %Y-%m-%d %H:%M %Z" if weekday else "%Y-%m-%d %H:%M:%S %Z")
+
+
+def _rule(item: dict[str, Any]) -> str:
+    return str(item.get("cron_expression")) if item["schedule_type"] == "cron" else "once"
+
+
+def _describe(item: dict[str, Any]) -> str:
+    if item["schedule_type"] != "cron":
+        return f"once, at {_local(item.get('run_at'), item['timezone'])}"
+    from kodosumi_timer import cron
+
+    try:
+        words = cron.describe(item["cron_expression"])
+    except ValueError:
+        words = "?"
+    return f"{item['cron_expression']}: {words}"
+
+
+def _title(item: dict[str, Any]) -> str:
+    text = item.get("title") or item.get("expose_name") or ""
+    return f"{text} [system]" if item.get("system") else text
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]],
+          widest: dict[int, int] | None = None) -> str:
+    """Columns padded to their widest cell; cells of the columns in ``widest`` cut."""
+    cut = widest or {}
+    cells = [[(c if i not in cut or len(c) <= cut[i] else c[:cut[i] - 1] + "…")
+              for i, c in enumerate(row)] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in cells]
+    return "\n".join(lines)
+
+
+def show_schedule(item: dict[str, Any]) -> str:
+    zone = item["timezone"]
+    limit = f" of at most {item['max_runs']}" if item.get("max_runs") else ""
+    fields = [
+        ("id", item["id"]),
+        ("title", _title(item) or "-"),
+        ("flow", f"{flow_name(item['flow_url'])} ({item['flow_url']})"),
+        ("owner", "the timer (system schedule)" if item.get("system") else item["owner"]),
+        ("rule", f"{_describe(item)} ({zone})"),
+        ("state", item["state"] + (f": {item['note']}" if item.get("note") else "")),
+        ("next run", _local(item.get("next_run"), zone)),
+        ("last run", "-" if not item.get("last_run") else
+         f"{_local(item['last_run'], zone)}: {item.get('last_status') or '?'}"
+         + (f" (fid {item['last_fid']})" if item.get("last_fid") else "")),
+        ("runs", f"{item['run_count']}{limit}"),
+        ("ends", _local(item.get("end_at"), zone) if item.get("end_at") else "-"),
+        ("policies", f"catchup {item['catchup']} (window {item['catchup_window']} s), "
+                     f"overlap {item['overlap']}"),
+        ("inputs", json.dumps(item.get("inputs") or {}, ensure_ascii=False)),
+        ("version", f"{item['version']}, changed {_local(item['updated'], zone)}"),
+    ]
+    fields += [("note", note) for note in item.get("notes") or []]
+    return "\n".join(f"{name:<9} {value}" for name, value in fields)
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--url", default=None, metavar="URL",
+              help="The panel, e.g. http://localhost:3370 (default: the last one, else "
+                   "KODO_TIMER_PANEL_URL).")
+@click.option("--name", default=None, help="Your kodosumi user name (prompted if left out).")
+@click.option("--password", default=None,
+              help="Your password (prompted, unseen, if left out; never stored).")
+@one_line_errors
+def login(url: str | None, name: str | None, password: str | None) -> None:
+    """Log in to a panel; its token (never the password) is kept for the other commands."""
+    settings = get_settings()
+    creds = credentials(settings)
+    target, hint = panel_target(url, settings, creds)
+    if name is None:
+        name = click.prompt("name")
+    if password is None:
+        password = click.prompt("password", hide_input=True)
+    client = PanelClient(target, None, url_hint=hint,
+                         connect_timeout=settings.TIMER_CONNECT_TIMEOUT)
+    try:
+        session = client.login(name, password)
+    finally:
+        client.close()
+    creds.save(session)
+    until = f" until {_utc(session.expires)}" if session.expires else ""
+    click.echo(f"logged in at {session.url} as {session.name}; the token is valid{until}, "
+               f"kept in {creds.path}")
+
+
+@click.command()
+@url_option
+@one_line_errors
+def logout(url: str | None) -> None:
+    """Forget the token of a panel."""
+    settings = get_settings()
+    creds = credentials(settings)
+    target, _ = panel_target(url, settings, creds)
+    if creds.forget(target):
+        click.echo(f"logged out of {target} (its token is deleted from {creds.path})")
+    else:
+        click.echo(f"not logged in at {target}")
+
+
+@click.command()
+@url_option
+@json_option
+@one_line_errors
+def flows(url: str | None, as_json: bool) -> None:
+    """The flows you can schedule: name, summary and URL."""
+    client = open_panel(url)
+    try:
+        items = client.flows()
+    finally:
+        client.close()
+    if as_json:
+        _print_json(items)
+        return
+    rows = [(flow_name(f["url"]), str(f.get("summary") or ""), f["url"]) for f in items]
+    click.echo(table(("NAME", "SUMMARY", "URL"), rows, {1: 40}) if rows else "no flows")
+
+
+@click.command("ls")
+@url_option
+@json_option
+@click.option("--all", "all_users", is_flag=True, help="Everyone's (operators only).")
+@click.option("--system", is_flag=True, help="Only the system schedules.")
+@click.option("--state", type=click.Choice(["active", "paused"]), default=None,
+              help="Only active or only paused (and done) ones.")
+@click.option("--type", "kind", type=click.Choice(["once", "cron"]), default=None)
+@click.option("--flow", default=None, help="Only those of this flow (name or URL).")
+@click.option("-q", "text", default=None, help="Only those whose title or flow has TEXT.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@one_line_errors
+def list_schedules(url: str | None, as_json: bool, all_users: bool, system: bool,
+                   state: str | None, kind: str | None, flow: str | None, text: str | None,
+                   limit: int) -> None:
+    """Your schedules, soonest next run first."""
+    client = open_panel(url)
+    try:
+        page = client.schedules(
+            all=all_users or None, system=system or None,
+            enabled=None if state is None else state == "active", type=kind,
+            flow_url=client.resolve_flow(flow) if flow else None, q=text, limit=limit)
+    finally:
+        client.close()
+    if as_json:
+        _print_json(page)
+        return
+    items = page["items"]
+    if not items:
+        click.echo("no schedules")
+        return
+    rows = [(s["id"][:SHORT_ID], s["state"], _rule(s), _local(s.get("next_run"), s["timezone"]),
+             s.get("last_status") or "-", flow_name(s["flow_url"]), _title(s)) for s in items]
+    click.echo(table(("ID", "STATE", "RULE", "NEXT RUN", "LAST", "FLOW", "TITLE"), rows,
+                     {2: 24, 6: 40}))
+    if page["total"] > len(items):
+        click.echo(f"({len(items)} of {page['total']}; --limit for more)")
+
+
+@click.command()
+@click.argument("schedule_id", metavar="ID")
+@url_option
+@json_option
+@one_line_errors
+def show(schedule_id: str, url: str | None, as_json: bool) -> None:
+    """One schedule (ID or its first characters, as `ls` shows them)."""
+    client = open_panel(url)
+    try:
+        item = client.schedule(client.resolve_id(schedule_id))
+    finally:
+        client.close()
+    if as_json:
+        _print_json(item)
+    else:
+        click.echo(show_schedule(item))
+
+
+def local_zone() -> str:
+    """This machine's IANA zone (``TZ``, else /etc/localtime), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    target = os.path.realpath("/etc/localtime")
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if name:
+            try:
+                ZoneInfo(name)
+                return name
+            except (KeyError, ValueError):
+                continue
+    return "UTC"
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def in_duration(text: str, now: datetime) -> str:
+    match = _DURATION.match(text)
+    if match is None:
+        raise ClientError(f"--in {text!r}: give a number and a unit, e.g. 90s, 10m, 2h, 1d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return (now + timedelta(**{unit: int(match.group(1))})).isoformat(timespec="seconds")
+
+
+# file keys as the schedules file spells them -> the API's names
+ALIASES = {"flow": "flow_url", "cron": "cron_expression", "at": "run_at"}
+
+
+def read_schedule_file(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ClientError(f"{path} is neither YAML nor JSON{where}") from exc
+    if not isinstance(data, dict):
+        raise ClientError(f"{path} must hold one schedule: a mapping of its fields")
+    return {ALIASES.get(str(k), str(k)): v for k, v in data.items()}
+
+
+def _inputs(pairs: Sequence[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ClientError(f"--input {pair!r}: write NAME=VALUE")
+        inputs[name] = value
+    return inputs
+
+
+@click.command()
+@click.option("-f", "--file", "path", default=None, metavar="FILE",
+              help="A schedule as YAML or JSON (the API's fields; `flow`, `cron`, `at` "
+                   "also do); `-` reads stdin. Options given as well win.")
+@click.option("--flow", default=None, help="The flow: its name (`koco-timer flows`) or URL.")
+@click.option("--cron", default=None, help='A cron rule, e.g. "0 8 * * MON".')
+@click.option("--at", "run_at", default=None,
+              help='Once, at this time, e.g. "2027-01-04 09:00" (in --timezone).')
+@click.option("--in", "run_in", default=None, help="Once, this long from now: 90s, 10m, 2h.")
+@click.option("--timezone", "zone", default=None,
+              help="IANA zone of the rule and of --at (default: this machine's).")
+@click.option("--title", default=None)
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
+              help="An input of the flow's form (repeat for more).")
+@click.option("--catchup", type=click.Choice(["once", "skip"]), default=None)
+@click.option("--catchup-window", type=int, default=None, help="Seconds a slot may be late.")
+@click.option("--overlap", type=click.Choice(["skip", "allow"]), default=None)
+@click.option("--end-at", default=None, help="cron: no runs after this time.")
+@click.option("--max-runs", type=int, default=None, help="cron: at most this many runs.")
+@url_option
+@json_option
+@one_line_errors
+def create(path: str | None, flow: str | None, cron: str | None, run_at: str | None,
+           run_in: str | None, zone: str | None, title: str | None, inputs: tuple[str, ...],
+           catchup: str | None, catchup_window: int | None, overlap: str | None,
+           end_at: str | None, max_runs: int | None, url: str | None, as_json: bool) -> None:
+    """Schedule a flow: once (--at, --in) or by a cron rule (--cron), from options or a file."""
+    body = read_schedule_file(path) if path else {}
+    if run_in is not None:
+        run_at = in_duration(run_in, datetime.now(UTC))
+    given = {"flow_url": flow, "cron_expression": cron, "run_at": run_at, "timezone": zone,
+             "title": title, "catchup": catchup, "catchup_window": catchup_window,
+             "overlap": overlap, "end_at": end_at, "max_runs": max_runs}
+    body.update({k: v for k, v in given.items() if v is not None})
+    if inputs:
+        merged = dict(body.get("inputs") or {})
+        merged.update(_inputs(inputs))
+        body["inputs"] = merged
+    if "schedule_type" not in body:
+        if body.get("cron_expression") and body.get("run_at"):
+            raise ClientError("give either a cron rule (--cron) or a time (--at/--in), not both")
+        if not body.get("cron_expression") and not body.get("run_at"):
+            raise ClientError("say when: --cron RULE, --at TIME or --in DURATION")
+        body["schedule_type"] = "cron" if body.get("cron_expression") else "once"
+    body.setdefault("timezone", local_zone())
+    if not body.get("flow_url"):
+        raise ClientError("say which flow: --flow NAME (see `koco-timer flows`)")
+    client = open_panel(url)
+    try:
+        if isinstance(body["flow_url"], str):
+            body["flow_url"] = client.resolve_flow(body["flow_url"])
+        item = client.create(body)
+    finally:
+        client.close()
+    if as_json:
+        _print_json(item)
+        return
+    click.echo(f"created {item['id'][:SHORT_ID]}")
+    click.echo(show_schedule(item))
+
+
+def _act(verb: str, action: Callable[..., dict[str, Any] | None],
+         say: Callable[[dict[str, Any]], str]) -> Callable[..., None]:
+    """pause, resume, run, rm: resolve the id, call, and say what happened."""
+
+    @url_option
+    @json_option
+    @click.argument("schedule_id", metavar="ID")
+    @one_line_errors
+    def command(schedule_id: str, url: str | None, as_json: bool, **flags: Any) -> None:
+        client = open_panel(url)
+        try:
+            full = client.resolve_id(schedule_id)
+            before = client.schedule(full)
+            result = action(client, full, **flags)
+        finally:
+            client.close()
+        if as_json:
+            _print_json(result if result is not None else {"deleted": full})
+        else:
+            click.echo(say({**before, **(result or {}), "_before": before}))
+
+    command.__name__ = verb
+    return command
+
+
+def _said_pause(item: dict[str, Any]) -> str:
+    return f"paused {item['id'][:SHORT_ID]} ({_title(item) or flow_name(item['flow_url'])})"
+
+
+def _said_resume(item: dict[str, Any]) -> str:
+    return (f"resumed {item['id'][:SHORT_ID]} ({_title(item) or flow_name(item['flow_url'])}); "
+            f"next run {_local(item.get('next_run'), item['timezone'])}")
+
+
+def _said_run(item: dict[str, Any]) -> str:
+    before = item["_before"]
+    return (f"run {item['id']} of {before['id'][:SHORT_ID]} "
+            f"({_title(before) or flow_name(before['flow_url'])}) is {item['status']}; "
+            f"`koco-timer runs {before['id'][:SHORT_ID]}` shows how it goes")
+
+
+def _said_rm(item: dict[str, Any]) -> str:
+    return (f"deleted {item['id'][:SHORT_ID]} ({_title(item) or flow_name(item['flow_url'])}) "
+            "and its run history")
+
+
+pause = click.command("pause", help="Pause a schedule: it runs no more until resumed.")(
+    _act("pause", lambda c, i: c.pause(i), _said_pause))
+resume = click.command("resume", help="Resume a schedule from now (no burst of missed runs).")(
+    _act("resume", lambda c, i: c.resume(i), _said_resume))
+run_now = click.command("run", help="Run a schedule now with its inputs.")(
+    click.option("--force", is_flag=True,
+                 help="Even while its last execution still runs.")(
+        _act("run", lambda c, i, force: c.trigger(i, force), _said_run)))
+remove = click.command("rm", help="Delete a schedule and its run history.")(
+    _act("rm", lambda c, i: c.delete(i), _said_rm))
+
+
+@click.command()
+@click.argument("schedule_id", metavar="ID")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@url_option
+@json_option
+@one_line_errors
+def runs(schedule_id: str, limit: int, url: str | None, as_json: bool) -> None:
+    """A schedule's run history, newest first (times in the schedule's zone)."""
+    client = open_panel(url)
+    try:
+        item = client.schedule(client.resolve_id(schedule_id))
+        page = client.runs(item["id"], limit)
+    finally:
+        client.close()
+    if as_json:
+        _print_json(page)
+        return
+    if not page["items"]:
+        click.echo(f"{item['id'][:SHORT_ID]} has not run yet; next run "
+                   f"{_local(item.get('next_run'), item['timezone'])}")
+        return
+    zone = item["timezone"]
+    rows = [(str(r["id"]), _local(r["slot"], zone, weekday=False),
+             _local(r.get("fired_at"), zone, weekday=False), r["trigger"], r["status"],
+             r.get("fid") or "-", r.get("reason") or "") for r in page["items"]]
+    click.echo(table(("RUN", "SLOT", "FIRED", "TRIGGER", "STATUS", "FID", "REASON"), rows,
+                     {6: 60}))
+    if page["total"] > len(page["items"]):
+        click.echo(f"({len(page['items'])} of {page['total']}; --limit for more)")
+
+
+USER_COMMANDS = (login, logout, flows, list_schedules, show, create, pause, resume, run_now,
+                 remove, runs)
+
+
+def register(group: click.Group) -> None:
+    for command in USER_COMMANDS:
+        group.add_command(command)
