@@ -49,6 +49,10 @@ def _claim_pidfile(path: Path) -> None:
     path.write_text(str(os.getpid()))
 
 
+# scheduled executions running at once on the demo: keeps a two-core machine responsive
+DEMO_MAX_RUNNING = 6
+
+
 def demo_secret(data_dir: Path) -> tuple[str, Path | None]:
     """The operator's KODO_SECRET_KEY if set; else the demo's own, made once and kept in
     ``data_dir`` (only its owner reads it), so logins survive a restart of the demo.
@@ -106,6 +110,10 @@ def run_demo(data_dir: Path, panel_port: int = PANEL_PORT) -> None:
         click.echo("kodosumi-timer demo: Ray, demo agents, spooler, panel with schedules, timer")
         click.echo(f"  data in {data_dir}")
         secret, secret_file = demo_secret(data_dir)
+        # a herd of slots must not swamp a small machine (bench/real_burst.py)
+        os.environ.setdefault("KODO_TIMER_MAX_RUNNING", str(DEMO_MAX_RUNNING))
+        click.echo(f"  at most {os.environ['KODO_TIMER_MAX_RUNNING']} scheduled executions "
+                   "at once (KODO_TIMER_MAX_RUNNING)")
         group = ProcessGroup(progress=_progress)
         temp_dir = short_temp_dir("kt-demo-")
         started = time.monotonic()
