@@ -194,6 +194,8 @@ class Launching:
                 result = await self.send(claim, ticket)
             finally:
                 self.in_send.discard(run.id)
+            if result.status == RunStatus.LAUNCHED:  # counted before its turn is given back
+                self.pacer.running += 1
         finally:
             self.pacer.done(ticket)
         if result.status != RunStatus.LAUNCHED:

@@ -719,3 +719,41 @@ async def test_an_error_records_the_agents_own_reason(store):
     assert await timer.follow() == 1
     run = (await store.runs(row.id))[0][0]
     assert (run.status, run.reason) == ("error", launcher.errors["fid-1"])
+
+
+async def _until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` (async) with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_running_cap_holds_slots_queued_until_executions_end(store):
+    rows = [await store.add_schedule(schedule(owner=f"o{n % 2}")) for n in range(5)]
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher, max_running=2)
+    await timer.fire_due()
+
+    async def statuses() -> list[str]:
+        await timer.writer.flush()
+        return sorted([(await store.runs(r.id))[0][0].status for r in rows])
+
+    async def two_launched() -> bool:  # the rest wait for capacity
+        return await statuses() == ["launched"] * 2 + ["queued"] * 3
+
+    await _until(two_launched)
+    assert len(launcher.calls) == 2 and timer.pacer.waiting == 3
+    for fid in ("fid-1", "fid-2"):
+        launcher.statuses[fid] = "finished"
+    await timer.follow()  # two ended: two more go
+
+    async def four_sent() -> bool:
+        return len(launcher.calls) == 4
+
+    await _until(four_sent)
+    for fid in ("fid-3", "fid-4"):
+        launcher.statuses[fid] = "finished"
+    await timer.follow()
+    await timer.drain()
+    assert len(launcher.calls) == 5
