@@ -34,6 +34,9 @@ from kodosumi_timer.timer.waking import Waker
 
 log = logging.getLogger("kodosumi_timer.timer")
 
+# expired claims are looked for this often (seconds), not on every turn of the loop
+RECOVER_EVERY = 2.0
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -109,6 +112,7 @@ class Timer:
         self._stopping = asyncio.Event()
         self._launches: dict[asyncio.Task[None], int] = {}  # task -> run id
         self._renewed = 0.0
+        self._recovered = -RECOVER_EVERY  # the first turn looks at once
         self._seen = 0
         self.sleeping = False  # observable by tests and status output
 
@@ -157,9 +161,14 @@ class Timer:
             log.info("timer %s stopped", self.timer_id)
 
     async def step(self) -> int:
-        """One turn: keep the leases, take over what others left, fire what is due."""
+        """One turn: keep the leases, take over what others left (both every few
+        seconds: leases last tens of them), fire what is due."""
         await self.renew_leases()
-        handled = await self.recover()
+        handled = 0
+        mono = time.monotonic()
+        if mono - self._recovered >= RECOVER_EVERY:
+            self._recovered = mono
+            handled += await self.recover()
         handled += await self.fire_due()
         return handled
 
