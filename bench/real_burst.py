@@ -31,7 +31,7 @@ from kodosumi_timer.devstack import ProcessGroup, RayPorts, free_port, short_tem
 from kodosumi_timer.fullstack import start_full_stack  # noqa: E402
 
 FINAL = {"finished", "error", "failed", "rejected", "unknown", "missed", "skipped"}
-DEMO_MAX_RUNNING = 6
+DEMO_MAX_RUNNING = 8
 
 
 def login(url: str, name: str, password: str) -> httpx.Client:
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--max-running", type=int, default=DEMO_MAX_RUNNING,
                     help="KODO_TIMER_MAX_RUNNING (0: no cap)")
     ap.add_argument("--lead", type=float, default=45.0, help="seconds until the slot")
-    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--timeout", type=float, default=1800.0)
     args = ap.parse_args()
     if args.max_running:
         os.environ["KODO_TIMER_MAX_RUNNING"] = str(args.max_running)

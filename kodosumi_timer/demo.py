@@ -50,7 +50,7 @@ def _claim_pidfile(path: Path) -> None:
 
 
 # scheduled executions running at once on the demo: keeps a two-core machine responsive
-DEMO_MAX_RUNNING = 6
+DEMO_MAX_RUNNING = 8
 
 
 def demo_secret(data_dir: Path) -> tuple[str, Path | None]:

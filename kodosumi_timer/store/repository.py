@@ -712,12 +712,13 @@ class Store:
         async with self.engine.connect() as conn:
             return {str(fid) for fid in (await conn.execute(query)).scalars()}
 
-    async def count_active_runs(self) -> int:
-        """Executions launched by any timer that have not ended (the running cap)."""
-        query = select(func.count()).select_from(RUNS).where(
-            RUNS.c.status.in_(ACTIVE_RUN_STATES))
+    async def active_runs_by_owner(self) -> dict[str, int]:
+        """Executions launched by any timer that have not ended, by owner (the running
+        cap)."""
+        query = select(RUNS.c.owner, func.count()).where(
+            RUNS.c.status.in_(ACTIVE_RUN_STATES)).group_by(RUNS.c.owner)
         async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return {str(owner): int(n) for owner, n in await conn.execute(query)}
 
     async def runs(self, schedule_id: str, limit: int = 50, offset: int = 0
                    ) -> tuple[Sequence[RunRow], int]:

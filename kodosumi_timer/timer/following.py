@@ -63,7 +63,7 @@ class Follower:
             self._after = 0
             self._poll_at = {run_id: at for run_id, at in self._poll_at.items()
                              if at > mono - 2 * FOLLOW_MAX_SPACING}
-            self.pacer.set_running(await self.store.count_active_runs())
+            self.pacer.set_running(await self.store.active_runs_by_owner())
         runs = [run for run in page
                 if run.fid is not None and self._poll_at.get(run.id, 0.0) <= mono]
         statuses = await asyncio.gather(*(self._status(run) for run in runs))
@@ -82,10 +82,10 @@ class Follower:
             elif status is None and run.fired_at and now - run.fired_at > FOLLOW_GIVE_UP:
                 changes.append(RunChange(run, RunStatus.UNKNOWN, now, reasons.FOLLOW_LOST))
         await self.store.finish_runs(changes)
-        ended = sum(1 for c in changes if c.status != RunStatus.RUNNING)
-        if ended:
-            self.pacer.set_running(self.pacer.running - ended)
-        return ended
+        ended = [c.run.owner for c in changes if c.status != RunStatus.RUNNING]
+        for owner in ended:
+            self.pacer.ended(owner)
+        return len(ended)
 
     async def _status(self, run: RunRow) -> str | None:
         assert run.fid is not None

@@ -180,6 +180,7 @@ class Launching:
                 self.waiting.remove(run.slot)
         owner = self.system_user if schedule.system else schedule.owner
         ticket = await self.pacer.turn(owner, schedule.flow_url)
+        launched = False
         try:
             verdict = await self.gate.admit(claim)
             if not verdict.send:
@@ -190,14 +191,14 @@ class Launching:
                                                  verdict.reason))
                 return
             self.in_send.add(run.id)
+            launched = False
             try:
                 result = await self.send(claim, ticket)
+                launched = result.status == RunStatus.LAUNCHED
             finally:
                 self.in_send.discard(run.id)
-            if result.status == RunStatus.LAUNCHED:  # counted before its turn is given back
-                self.pacer.running += 1
-        finally:
-            self.pacer.done(ticket)
+        finally:  # a launched execution counts as running before its turn is given back
+            self.pacer.done(ticket, launched=launched)
         if result.status != RunStatus.LAUNCHED:
             self.failures += 1
             log.warning("schedule %s slot %s %s: %s", schedule.id, run.slot, result.status,

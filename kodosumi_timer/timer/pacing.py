@@ -9,7 +9,9 @@ flow whose app hangs uses up its own limit, not the others'. A request in flight
 longer than ``stuck_after`` seconds no longer counts against the panel's limit (it is
 its flow's problem), so hanging requests never stall unrelated launches.
 
-An optional cap, ``max_running``, bounds the executions launched and not ended.
+An optional cap, ``max_running``, bounds the executions launched and not ended; an owner
+with nothing running or being sent may still start one above it, so that other users'
+herds never make one user's single slot wait for their executions to end.
 
 Launches that cannot go yet wait in one queue per owner; the queues are served in turn,
 so one user's thousand slots never delay another user's one.
@@ -18,7 +20,7 @@ so one user's thousand slots never delay another user's one.
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -69,11 +71,13 @@ class Pacer:
     target: float = 2.0
     stuck_after: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    running: int = 0  # executions launched and not ended (kept by the follower)
+    # executions launched and not ended, by owner (kept by the launches and the follower)
+    running: Counter[str] = field(default_factory=Counter)
     panel: Limit = field(init=False)
     flows: dict[str, Limit] = field(default_factory=dict)
     _in_flight: dict[Ticket, None] = field(default_factory=dict)
     _by_flow: Counter[str] = field(default_factory=Counter)
+    _by_owner: Counter[str] = field(default_factory=Counter)
     _queues: dict[str, deque[_Waiter]] = field(default_factory=dict)
     _turns: deque[str] = field(default_factory=deque)
     _recheck: asyncio.TimerHandle | None = None
@@ -85,7 +89,7 @@ class Pacer:
 
     async def turn(self, owner: str, flow: str) -> Ticket:
         """Wait until this launch may be sent; served round-robin by owner."""
-        if not self._turns and self._room(flow):
+        if not self._turns and self._room(owner, flow):
             return self._grant(owner, flow)
         waiter = _Waiter(owner, flow, asyncio.get_running_loop().create_future())
         if owner not in self._queues:
@@ -107,14 +111,25 @@ class Pacer:
         self.panel.observe(seconds, overloaded, now)
         self._flow(ticket.flow).observe(seconds, overloaded, now)
 
-    def done(self, ticket: Ticket) -> None:
+    def done(self, ticket: Ticket, launched: bool = False) -> None:
+        """The request of ``ticket`` is over; ``launched``: its execution now runs."""
         if ticket in self._in_flight:
             del self._in_flight[ticket]
             self._by_flow[ticket.flow] -= 1
+            self._by_owner[ticket.owner] -= 1
+        if launched:
+            self.running[ticket.owner] += 1
         self._dispatch()
 
-    def set_running(self, running: int) -> None:
-        self.running = max(0, running)
+    def set_running(self, running: Mapping[str, int]) -> None:
+        """The executions running now, by owner (the store's count)."""
+        self.running = Counter({owner: n for owner, n in running.items() if n > 0})
+        self._dispatch()
+
+    def ended(self, owner: str) -> None:
+        """An execution of ``owner`` ended."""
+        if self.running[owner] > 0:
+            self.running[owner] -= 1
         self._dispatch()
 
     @property
@@ -136,19 +151,21 @@ class Pacer:
         now = self.clock()
         return sum(1 for t in self._in_flight if now - t.started < self.stuck_after)
 
-    def _global_room(self) -> bool:
+    def _global_room(self, owner: str) -> bool:
         if self.max_running is not None and \
-                self.running + len(self._in_flight) >= self.max_running:
+                self.running.total() + len(self._in_flight) >= self.max_running and \
+                self.running[owner] + self._by_owner[owner] > 0:
             return False
         return self.panel.allows(self._panel_busy())
 
-    def _room(self, flow: str) -> bool:
-        return self._global_room() and self._flow(flow).allows(self._by_flow[flow])
+    def _room(self, owner: str, flow: str) -> bool:
+        return self._global_room(owner) and self._flow(flow).allows(self._by_flow[flow])
 
     def _grant(self, owner: str, flow: str) -> Ticket:
         ticket = Ticket(owner, flow, self.clock())
         self._in_flight[ticket] = None
         self._by_flow[flow] += 1
+        self._by_owner[owner] += 1
         if self._recheck is None:  # a request that hangs stops counting for the panel
             self._recheck = asyncio.get_running_loop().call_later(
                 self.stuck_after, self._recheck_stuck)
@@ -169,10 +186,8 @@ class Pacer:
         while granted and self._turns:
             granted = False
             for owner in list(self._turns):
-                if not self._global_room():
-                    return
                 queue = self._queues[owner]
-                waiter = self._first_ready(queue)
+                waiter = self._first_ready(queue) if self._global_room(owner) else None
                 if waiter is not None:
                     queue.remove(waiter)
                     waiter.future.set_result(self._grant(waiter.owner, waiter.flow))

@@ -73,13 +73,30 @@ async def test_a_hanging_flow_does_not_hold_up_another_flow():
 
 async def test_the_running_cap_holds_launches_until_executions_end():
     pacer = Pacer(max_running=2, initial=8.0)
-    pacer.set_running(2)
+    pacer.set_running({"alice": 2})
     waiting = asyncio.create_task(pacer.turn("alice", "/f/"))
     await asyncio.sleep(0)
     assert not waiting.done() and pacer.waiting == 1
-    pacer.set_running(1)  # one execution ended
+    pacer.ended("alice")  # one execution ended
     ticket = await asyncio.wait_for(waiting, 1)
-    pacer.done(ticket)
+    pacer.done(ticket, launched=True)
+    assert pacer.running == {"alice": 2}
+
+
+async def test_above_the_cap_an_owner_with_nothing_running_still_gets_one():
+    pacer = Pacer(max_running=2, initial=8.0)
+    pacer.set_running({"alice": 1, "bob": 1})
+    alice = asyncio.create_task(pacer.turn("alice", "/f/"))
+    await asyncio.sleep(0)
+    assert not alice.done()  # alice's herd waits for the cap
+    carol = await asyncio.wait_for(pacer.turn("carol", "/f/"), 1)  # carol's one slot goes
+    second = asyncio.create_task(pacer.turn("carol", "/f/"))
+    await asyncio.sleep(0)
+    assert not second.done()  # but only one above the cap
+    pacer.done(carol, launched=True)
+    for task in (alice, second):
+        task.cancel()
+    await asyncio.gather(alice, second, return_exceptions=True)
 
 
 async def test_a_cancelled_waiter_gives_its_place_back():
