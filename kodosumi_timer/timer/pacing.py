@@ -61,6 +61,12 @@ class _Waiter:
     owner: str
     flow: str
     future: "asyncio.Future[Ticket]"
+    seq: int  # arrival order
+
+
+# an owner's waiting launches, one queue per flow: a flow that is full never hides
+# another flow's launches behind it
+_OwnerQueue = dict[str, deque[_Waiter]]
 
 
 @dataclass
@@ -78,9 +84,10 @@ class Pacer:
     _in_flight: dict[Ticket, None] = field(default_factory=dict)
     _by_flow: Counter[str] = field(default_factory=Counter)
     _by_owner: Counter[str] = field(default_factory=Counter)
-    _queues: dict[str, deque[_Waiter]] = field(default_factory=dict)
+    _queues: dict[str, _OwnerQueue] = field(default_factory=dict)
     _turns: deque[str] = field(default_factory=deque)
     _recheck: asyncio.TimerHandle | None = None
+    _arrivals: int = 0
 
     def __post_init__(self) -> None:
         self.panel = Limit(value=self.initial * 2, high=self.high, target=self.target)
@@ -91,11 +98,13 @@ class Pacer:
         """Wait until this launch may be sent; served round-robin by owner."""
         if not self._turns and self._room(owner, flow):
             return self._grant(owner, flow)
-        waiter = _Waiter(owner, flow, asyncio.get_running_loop().create_future())
+        self._arrivals += 1
+        waiter = _Waiter(owner, flow, asyncio.get_running_loop().create_future(),
+                         self._arrivals)
         if owner not in self._queues:
-            self._queues[owner] = deque()
+            self._queues[owner] = {}
             self._turns.append(owner)
-        self._queues[owner].append(waiter)
+        self._queues[owner].setdefault(flow, deque()).append(waiter)
         self._dispatch()
         try:
             return await waiter.future
@@ -134,7 +143,7 @@ class Pacer:
 
     @property
     def waiting(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
+        return sum(len(q) for queues in self._queues.values() for q in queues.values())
 
     @property
     def in_flight(self) -> int:
@@ -179,32 +188,35 @@ class Pacer:
                 self.stuck_after / 2, self._recheck_stuck)
 
     def _dispatch(self) -> None:
-        """Hand out turns while there is room: owners in turn, each owner's first launch
+        """Hand out turns while there is room: owners in turn, each owner's oldest launch
         whose flow has room. An owner served goes to the back of the line; one whose
         launches cannot go yet keeps its place."""
         granted = True
         while granted and self._turns:
             granted = False
             for owner in list(self._turns):
-                queue = self._queues[owner]
-                waiter = self._first_ready(queue) if self._global_room(owner) else None
+                queues = self._queues[owner]
+                waiter = self._oldest_ready(queues) if self._global_room(owner) else None
                 if waiter is not None:
-                    queue.remove(waiter)
+                    queues[waiter.flow].popleft()
                     waiter.future.set_result(self._grant(waiter.owner, waiter.flow))
                     granted = True
                     self._turns.remove(owner)
-                    if queue:
-                        self._turns.append(owner)
-                if not queue:
+                    self._turns.append(owner)
+                for flow in [f for f, q in queues.items() if not q]:
+                    del queues[flow]
+                if not queues:
                     del self._queues[owner]
-                    if owner in self._turns:
-                        self._turns.remove(owner)
+                    self._turns.remove(owner)
 
-    def _first_ready(self, queue: deque[_Waiter], scan: int = 32) -> _Waiter | None:
-        for waiter in list(queue)[:scan]:
-            if waiter.future.cancelled():
-                queue.remove(waiter)
-                continue
-            if self._flow(waiter.flow).allows(self._by_flow[waiter.flow]):
-                return waiter
-        return None
+    def _oldest_ready(self, queues: _OwnerQueue) -> _Waiter | None:
+        """The oldest waiting launch of an owner whose flow has room (cancelled ones
+        are dropped on the way)."""
+        best: _Waiter | None = None
+        for flow, queue in queues.items():
+            while queue and queue[0].future.cancelled():
+                queue.popleft()
+            if queue and self._flow(flow).allows(self._by_flow[flow]) and \
+                    (best is None or queue[0].seq < best.seq):
+                best = queue[0]
+        return best

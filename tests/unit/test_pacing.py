@@ -111,3 +111,17 @@ async def test_a_cancelled_waiter_gives_its_place_back():
     assert pacer.in_flight == 1
     pacer.done(ticket)
     assert pacer.in_flight == 0
+
+
+async def test_a_full_flow_never_hides_the_same_owners_launches_of_another_flow():
+    pacer = Pacer(initial=1.0, high=1.0)
+    held = await pacer.turn("alice", "/slow/")
+    stuck = [asyncio.create_task(pacer.turn("alice", "/slow/")) for _ in range(100)]
+    await asyncio.sleep(0)
+    other = await asyncio.wait_for(pacer.turn("alice", "/quick/"), 1)
+    pacer.done(other)
+    for task in stuck:
+        task.cancel()
+    await asyncio.gather(*stuck, return_exceptions=True)
+    pacer.done(held)
+    assert pacer.waiting == 0 and pacer.in_flight == 0
