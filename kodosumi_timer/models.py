@@ -58,28 +58,59 @@ class ScheduleCreate(BaseModel):
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
 
 
+_READ_ONLY = "read-only: accepted when equal to the current value, refused (422) when not"
+_MOVED_BY_TIMER = "read-only and moved by the timer at any time: whatever is sent is ignored"
+
+
 class ScheduleUpdate(BaseModel):
-    """Fields to change; absent fields stay. ``version`` must be the one you read."""
+    """A schedule as ``GET`` returns it, or any part of it. Fields left out keep their
+    value; ``null`` clears a field (or resets it to its default). Read-only fields are
+    accepted when unchanged, so a client can send back what it read."""
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="the schedule's version as last read (409 if stale)")
+    version: int | None = Field(
+        None, ge=1, description="the version you read: 409 if the schedule has changed since "
+        "(or send it as If-Match); without it the write goes through")
     flow_url: str | None = Field(None, min_length=1, max_length=1000)
     schedule_type: ScheduleType | None = None
-    expose_name: str | None = Field(None, max_length=200)
+    expose_name: str | None = Field(None, max_length=200,
+                                    description="null: the flow's summary again")
     title: str | None = Field(None, max_length=200)
     run_at: datetime | None = None
     cron_expression: str | None = Field(None, max_length=1000)
-    timezone: str | None = Field(None, max_length=64)
+    timezone: str | None = Field(None, max_length=64, description="null: UTC")
     inputs: dict[str, Any] | None = None
     catchup: Literal["once", "skip"] | None = None
     catchup_window: int | None = Field(None, ge=1, le=366 * 86400)
     overlap: Literal["skip", "allow"] | None = None
     end_at: datetime | None = None
     max_runs: int | None = Field(None, ge=1)
+    # what GET returns besides: the server's, never changed by a write
+    id: str | None = Field(None, max_length=64, description=_READ_ONLY)
+    owner: str | None = Field(None, max_length=64, description=_READ_ONLY)
+    system: bool | None = Field(None, description=_READ_ONLY)
+    created: datetime | None = Field(None, description=_READ_ONLY)
+    state: Literal["active", "paused", "done"] | None = Field(
+        None, description=_READ_ONLY + "; pause and resume change it")
+    enabled: bool | None = Field(None, description=_READ_ONLY + "; pause and resume change it")
+    run_count: int | None = Field(None, description=_MOVED_BY_TIMER)
+    next_run: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    last_run: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    last_fid: str | None = Field(None, description=_MOVED_BY_TIMER)
+    last_status: str | None = Field(None, description=_MOVED_BY_TIMER)
+    note: str | None = Field(None, description=_MOVED_BY_TIMER)
+    updated: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    notes: list[str] | None = Field(None, description="ignored: remarks on an earlier answer")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
+
+
+class SchedulePatch(ScheduleUpdate):
+    """A JSON merge patch (RFC 7386) of a schedule: members left out keep their value,
+    ``null`` removes (clears, or resets to the default), ``inputs`` merges key by key
+    (``null`` removes an input)."""
 
 
 class PreviewRequest(BaseModel):
@@ -168,3 +199,25 @@ class ErrorBody(BaseModel):
     error: str = Field(description="a stable code, e.g. invalid_input, not_found")
     detail: str
     field: str | None = None
+
+
+class FieldChange(BaseModel):
+    field: str
+    old: Any = None
+    new: Any = None
+
+
+class ChangeResponse(BaseModel):
+    id: int
+    schedule_id: str
+    at: datetime
+    actor: str = Field(description="the role id of who made the change")
+    action: str = Field(description="create | edit | pause | resume | trigger")
+    changes: list[FieldChange] = Field(description="the fields an edit changed, old → new")
+
+
+class ChangeList(BaseModel):
+    items: list[ChangeResponse]
+    total: int
+    limit: int
+    offset: int
