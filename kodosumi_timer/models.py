@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ScheduleType = Literal["once", "cron"]
 MAX_INPUTS_BYTES = 256 * 1024
+# the store keeps counts in 32-bit integer columns
+MAX_RUNS = 2**31 - 1
 
 
 # a date and a time at least to the minute; the offset is optional (then the time is
@@ -52,7 +54,7 @@ class ScheduleCreate(BaseModel):
         "missed (catchup=skip) or runs once (catchup=once)")
     overlap: Literal["skip", "allow"] = "skip"
     end_at: datetime | None = None
-    max_runs: int | None = Field(None, ge=1)
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
@@ -85,7 +87,7 @@ class ScheduleUpdate(BaseModel):
     catchup_window: int | None = Field(None, ge=1, le=366 * 86400)
     overlap: Literal["skip", "allow"] | None = None
     end_at: datetime | None = None
-    max_runs: int | None = Field(None, ge=1)
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     # what GET returns besides: the server's, never changed by a write
     id: str | None = Field(None, max_length=64, description=_READ_ONLY)
     owner: str | None = Field(None, max_length=64, description=_READ_ONLY)

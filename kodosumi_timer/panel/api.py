@@ -109,6 +109,20 @@ ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "de
                            "scheduleRuns", "scheduleChanges")
 
 
+
+def _link(operation: str) -> Link:
+    parameters: dict[str, Any] = {"schedule_id": "$response.body#/id"}
+    if operation == "updateSchedule":
+        # read-modify-write: what was read goes back as it is
+        return Link(operation_id=operation, parameters=parameters,
+                    request_body="$response.body")
+    if operation == "patchSchedule":
+        # a conditional write on what was read
+        return Link(operation_id=operation,
+                    parameters={**parameters, "header.If-Match": "$response.header.etag"})
+    return Link(operation_id=operation, parameters=parameters)
+
+
 @dataclass
 class ScheduleOperation(Operation):
     """An operation whose success answer is a schedule: links to the schedule's routes."""
@@ -116,9 +130,7 @@ class ScheduleOperation(Operation):
     def __post_init__(self) -> None:
         for status, response in (self.responses or {}).items():
             if status in ("200", "201") and isinstance(response, OpenAPIResponse):
-                response.links = {
-                    name: Link(operation_id=name, parameters={"schedule_id": "$response.body#/id"})
-                    for name in ONE_SCHEDULE_OPERATIONS}
+                response.links = {name: _link(name) for name in ONE_SCHEDULE_OPERATIONS}
 
 
 def caller(request: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -440,8 +452,11 @@ class ScheduleController(Controller):
             raise Conflict(f"schedule {row.id} still has an execution running "
                            "(overlap=skip); use force=true to run anyway", field="force")
         now = services.clock()
-        run = await services.store.queue_manual_run(row, now)
-        await services.store.log_change(_change(row, caller(request), "trigger", now))
+        run = await services.store.queue_manual_run_logged(
+            row, now, _change(row, caller(request), "trigger", now))
+        if run is None:
+            raise Conflict(f"schedule {row.id} has a run for this very instant already; "
+                           "try again", field="force")
         services.wake()
         return run_response(run)
 

@@ -654,6 +654,20 @@ class Store:
             total = (await s.execute(count)).scalar_one()
         return rows, total
 
+    async def queue_manual_run_logged(self, schedule: ScheduleRow, now: datetime,
+                                      change: ChangeRow) -> RunRow | None:
+        """``queue_manual_run`` and its change-log entry; None when a run of this schedule
+        is recorded for this very instant already (the unique slot key)."""
+        run = RunRow(schedule_id=schedule.id, owner=schedule.owner, slot=now, attempt=1,
+                     trigger="manual", status="queued")
+        try:
+            async with self.session.begin() as s:
+                s.add(run)
+                s.add(change)
+        except IntegrityError:
+            return None
+        return run
+
     async def delete_schedule_logged(self, schedule_id: str) -> bool:
         """Delete a schedule with its run history and its change log."""
         async with self.session.begin() as s:

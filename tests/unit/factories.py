@@ -87,7 +87,8 @@ class FakeRoles:
         pass
 
 
-def composed_app(directory: Any, roles: Any = None, clock: Any = None) -> Any:
+def composed_app(directory: Any, roles: Any = None, clock: Any = None,
+                 flows: Any = None) -> Any:
     """The real composed panel (kodosumi's app with our routers, error handlers and
     OpenAPI), without Ray: kodosumi's startup would join a cluster, so it and our own
     services hook are replaced by a SQLite store in ``directory`` and fakes."""
@@ -108,7 +109,7 @@ def composed_app(directory: Any, roles: Any = None, clock: Any = None) -> Any:
         # opened inside the app's own event loop
         store = await open_store(f"sqlite+aiosqlite:///{directory}/schedule.db")
         app.state[STATE_KEY] = PanelServices(
-            store=store, flows=FakeFlows(), wake=lambda: None, clock=clock or Clock(T0),
+            store=store, flows=flows or FakeFlows(), wake=lambda: None, clock=clock or Clock(T0),
             settings=TimerSettings(), roles=roles or FakeRoles())
 
     app.on_startup[:] = [hook for hook in app.on_startup
