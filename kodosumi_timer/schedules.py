@@ -156,9 +156,9 @@ async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetim
     try:
         create = ScheduleCreate.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else None
-        raise InvalidInput(f"{field}: {first['msg']}" if field else first["msg"],
+        problem = exc.errors()[0]
+        field = str(problem["loc"][0]) if problem["loc"] else None
+        raise InvalidInput(f"{field}: {problem['msg']}" if field else problem["msg"],
                            field=field) from exc
     retime = bool(given & set(TIMING_FIELDS))
     notes: list[str] = []
