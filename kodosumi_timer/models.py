@@ -18,6 +18,15 @@ MAX_RUNS = 2**31 - 1
 _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
+# what the OpenAPI says of run_at and end_at: an ISO 8601 date-time whose offset is
+# optional (JSON Schema's `date-time` format would demand one)
+WALL_TIME_SCHEMA: dict[str, Any] = {"one_of": [
+    {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?"
+                                   r"([Zz]|[+-]\d{2}:?\d{2})?$",
+     "examples": ["2027-01-04T09:00:00", "2027-01-04T09:00:00+01:00"]},
+    {"type": "null"}]}
+
+
 def _iso_text(value: Any) -> Any:
     # pydantic would read a bare number, or a string of digits, as seconds since 1970
     if value is None or isinstance(value, datetime):
@@ -43,7 +52,8 @@ class ScheduleCreate(BaseModel):
                                     description="defaults to the flow's summary")
     title: str | None = Field(None, max_length=200)
     run_at: datetime | None = Field(
-        None, description="once: ISO 8601; without an offset it is wall time in `timezone`")
+        None, description="once: ISO 8601; without an offset it is wall time in `timezone`",
+        json_schema_extra=WALL_TIME_SCHEMA)
     cron_expression: str | None = Field(None, max_length=1000)
     timezone: str = Field("UTC", max_length=64, description="IANA time zone")
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -53,7 +63,7 @@ class ScheduleCreate(BaseModel):
         description="seconds a slot may be late and still run on time; later, it is "
         "missed (catchup=skip) or runs once (catchup=once)")
     overlap: Literal["skip", "allow"] = "skip"
-    end_at: datetime | None = None
+    end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
@@ -79,14 +89,14 @@ class ScheduleUpdate(BaseModel):
     expose_name: str | None = Field(None, max_length=200,
                                     description="null: the flow's summary again")
     title: str | None = Field(None, max_length=200)
-    run_at: datetime | None = None
+    run_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     cron_expression: str | None = Field(None, max_length=1000)
     timezone: str | None = Field(None, max_length=64, description="null: UTC")
     inputs: dict[str, Any] | None = None
     catchup: Literal["once", "skip"] | None = None
     catchup_window: int | None = Field(None, ge=1, le=366 * 86400)
     overlap: Literal["skip", "allow"] | None = None
-    end_at: datetime | None = None
+    end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     # what GET returns besides: the server's, never changed by a write
     id: str | None = Field(None, max_length=64, description=_READ_ONLY)
@@ -119,7 +129,7 @@ class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cron_expression: str | None = Field(None, max_length=1000)
-    run_at: datetime | None = None
+    run_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     timezone: str = Field("UTC", max_length=64)
     count: int = Field(5, ge=1, le=100)
 
