@@ -72,10 +72,11 @@ def _spec(description: str) -> ResponseSpec:
 COMMON = {401: _spec("no valid token or session"),
           403: _spec("not allowed (cross-site request, or operators only)"),
           422: _spec("invalid input; `field` names the culprit")}
-NOT_FOUND = {**COMMON, 404: _spec("no such schedule among the ones you can see")}
-# `/schedule/preview` is a route of its own (POST only): GET, PUT, PATCH or DELETE of a
-# schedule whose id would be "preview" get the router's 405
-ONE = {**NOT_FOUND, 405: _spec("`preview` is not a schedule id (POST-only route)")}
+# an id that is another route's path (`preview`, or one with a `/`) meets that route:
+# the router answers 405 for a method it does not take
+NOT_FOUND = {**COMMON, 404: _spec("no such schedule among the ones you can see"),
+             405: _spec("the path is another route's (`preview` is not a schedule id)")}
+ONE = NOT_FOUND
 INVALID = COMMON
 EDIT = {**ONE,
         403: _spec("not allowed: cross-site request, or an operator changing what runs as "
@@ -119,8 +120,8 @@ def _link(operation: str) -> Link:
                     request_body="$response.body")
     if operation == "patchSchedule":
         # a conditional write on what was read
-        return Link(operation_id=operation,
-                    parameters={**parameters, "header.If-Match": "$response.header.etag"})
+        return Link(operation_id=operation, parameters=parameters,
+                    request_body={"version": "$response.body#/version"})
     return Link(operation_id=operation, parameters=parameters)
 
 
