@@ -9,11 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ScheduleType = Literal["once", "cron"]
 MAX_INPUTS_BYTES = 256 * 1024
+# the store keeps counts in 32-bit integer columns
+MAX_RUNS = 2**31 - 1
 
 
 # a date and a time at least to the minute; the offset is optional (then the time is
 # read in the schedule's time zone)
 _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+# what the OpenAPI says of run_at and end_at: an ISO 8601 date-time whose offset is
+# optional (JSON Schema's `date-time` format would demand one)
+WALL_TIME_SCHEMA: dict[str, Any] = {"one_of": [
+    {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?"
+                                   r"([Zz]|[+-]\d{2}:?\d{2})?$",
+     "examples": ["2027-01-04T09:00:00", "2027-01-04T09:00:00+01:00"]},
+    {"type": "null"}]}
 
 
 def _iso_text(value: Any) -> Any:
@@ -41,7 +52,8 @@ class ScheduleCreate(BaseModel):
                                     description="defaults to the flow's summary")
     title: str | None = Field(None, max_length=200)
     run_at: datetime | None = Field(
-        None, description="once: ISO 8601; without an offset it is wall time in `timezone`")
+        None, description="once: ISO 8601; without an offset it is wall time in `timezone`",
+        json_schema_extra=WALL_TIME_SCHEMA)
     cron_expression: str | None = Field(None, max_length=1000)
     timezone: str = Field("UTC", max_length=64, description="IANA time zone")
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -51,42 +63,73 @@ class ScheduleCreate(BaseModel):
         description="seconds a slot may be late and still run on time; later, it is "
         "missed (catchup=skip) or runs once (catchup=once)")
     overlap: Literal["skip", "allow"] = "skip"
-    end_at: datetime | None = None
-    max_runs: int | None = Field(None, ge=1)
+    end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
 
 
+_READ_ONLY = "read-only: accepted when equal to the current value, refused (422) when not"
+_MOVED_BY_TIMER = "read-only and moved by the timer at any time: whatever is sent is ignored"
+
+
 class ScheduleUpdate(BaseModel):
-    """Fields to change; absent fields stay. ``version`` must be the one you read."""
+    """A schedule as ``GET`` returns it, or any part of it. Fields left out keep their
+    value; ``null`` clears a field (or resets it to its default). Read-only fields are
+    accepted when unchanged, so a client can send back what it read."""
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="the schedule's version as last read (409 if stale)")
+    version: int | None = Field(
+        None, ge=1, description="the version you read: 409 if the schedule has changed since "
+        "(or send it as If-Match); without it the write goes through")
     flow_url: str | None = Field(None, min_length=1, max_length=1000)
     schedule_type: ScheduleType | None = None
-    expose_name: str | None = Field(None, max_length=200)
+    expose_name: str | None = Field(None, max_length=200,
+                                    description="null: the flow's summary again")
     title: str | None = Field(None, max_length=200)
-    run_at: datetime | None = None
+    run_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     cron_expression: str | None = Field(None, max_length=1000)
-    timezone: str | None = Field(None, max_length=64)
+    timezone: str | None = Field(None, max_length=64, description="null: UTC")
     inputs: dict[str, Any] | None = None
     catchup: Literal["once", "skip"] | None = None
     catchup_window: int | None = Field(None, ge=1, le=366 * 86400)
     overlap: Literal["skip", "allow"] | None = None
-    end_at: datetime | None = None
-    max_runs: int | None = Field(None, ge=1)
+    end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    # what GET returns besides: the server's, never changed by a write
+    id: str | None = Field(None, max_length=64, description=_READ_ONLY)
+    owner: str | None = Field(None, max_length=64, description=_READ_ONLY)
+    system: bool | None = Field(None, description=_READ_ONLY)
+    created: datetime | None = Field(None, description=_READ_ONLY)
+    state: Literal["active", "paused", "done"] | None = Field(
+        None, description=_READ_ONLY + "; pause and resume change it")
+    enabled: bool | None = Field(None, description=_READ_ONLY + "; pause and resume change it")
+    run_count: int | None = Field(None, description=_MOVED_BY_TIMER)
+    next_run: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    last_run: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    last_fid: str | None = Field(None, description=_MOVED_BY_TIMER)
+    last_status: str | None = Field(None, description=_MOVED_BY_TIMER)
+    note: str | None = Field(None, description=_MOVED_BY_TIMER)
+    updated: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    notes: list[str] | None = Field(None, description="ignored: remarks on an earlier answer")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
+
+
+class SchedulePatch(ScheduleUpdate):
+    """A JSON merge patch (RFC 7386) of a schedule: members left out keep their value,
+    ``null`` removes (clears, or resets to the default), ``inputs`` merges key by key
+    (``null`` removes an input)."""
 
 
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cron_expression: str | None = Field(None, max_length=1000)
-    run_at: datetime | None = None
+    run_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     timezone: str = Field("UTC", max_length=64)
     count: int = Field(5, ge=1, le=100)
 
@@ -168,3 +211,25 @@ class ErrorBody(BaseModel):
     error: str = Field(description="a stable code, e.g. invalid_input, not_found")
     detail: str
     field: str | None = None
+
+
+class FieldChange(BaseModel):
+    field: str
+    old: Any = None
+    new: Any = None
+
+
+class ChangeResponse(BaseModel):
+    id: int
+    schedule_id: str
+    at: datetime
+    actor: str = Field(description="the role id of who made the change")
+    action: str = Field(description="create | edit | pause | resume | trigger")
+    changes: list[FieldChange] = Field(description="the fields an edit changed, old → new")
+
+
+class ChangeList(BaseModel):
+    items: list[ChangeResponse]
+    total: int
+    limit: int
+    offset: int

@@ -4,9 +4,14 @@ Kept apart from the HTTP layer so the same rules serve the API, the pages and th
 system-schedule sync.
 """
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 
 from kodosumi_timer import cron, forminputs
 from kodosumi_timer.errors import InvalidInput
@@ -155,13 +160,13 @@ EDITABLE = ("flow_url", "expose_name", "title", "inputs", "catchup", "catchup_wi
             "overlap", *TIMING_FIELDS)
 
 
-async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
+async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetime,
                       flows: Flows) -> tuple[dict[str, object], list[str]]:
-    """The column values a PUT changes, validated like a create.
+    """The column values a write changes (``requested_changes``), validated like a create.
 
     Timing is only re-evaluated when a timing field is given; a paused schedule stays
     paused, a done one that gets new timing becomes active again."""
-    given = data.model_fields_set - {"version"}
+    given = set(changes)
     merged = {
         "flow_url": row.flow_url, "schedule_type": row.schedule_type,
         "expose_name": row.expose_name, "title": row.title, "run_at": row.run_at,
@@ -170,17 +175,20 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
         "catchup_window": row.catchup_window, "overlap": row.overlap, "end_at": row.end_at,
         "max_runs": row.max_runs,
     }
-    merged.update({key: getattr(data, key) for key in given})
-    if "schedule_type" in given and data.schedule_type != row.schedule_type:
+    merged.update(changes)
+    if "schedule_type" in given and changes["schedule_type"] != row.schedule_type:
         # switching kinds: drop the other kind's timing unless it was given too
-        if data.schedule_type == "cron" and "run_at" not in given:
+        if changes["schedule_type"] == "cron" and "run_at" not in given:
             merged["run_at"] = None
-        if data.schedule_type == "once" and "cron_expression" not in given:
+        if changes["schedule_type"] == "once" and "cron_expression" not in given:
             merged["cron_expression"] = None
     try:
         create = ScheduleCreate.model_validate(merged)
-    except ValueError as exc:
-        raise InvalidInput(str(exc).splitlines()[0]) from exc
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = str(problem["loc"][0]) if problem["loc"] else None
+        raise InvalidInput(f"{field}: {problem['msg']}" if field else problem["msg"],
+                           field=field) from exc
     retime = bool(given & set(TIMING_FIELDS))
     notes: list[str] = []
     values: dict[str, object] = {}
@@ -196,6 +204,10 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
     if given & {"inputs", "flow_url"}:  # checked against the (new) agent's form
         values["inputs"] = await checked_inputs(
             flows, str(values.get("flow_url", row.flow_url)), row.owner, create.inputs)
+    if "expose_name" in values and not values["expose_name"]:
+        # cleared: the flow's summary again, as on create
+        flow = await flows.find(str(values.get("flow_url", row.flow_url)))
+        values["expose_name"] = ((flow.summary if flow else None) or row.flow_url)[:200]
     if retime:
         create = create.model_copy(update={"timezone": _zone(create.timezone)})
         end_at = _aware(create.end_at, create.timezone, "end_at")
@@ -217,6 +229,100 @@ async def plan_update(row: ScheduleRow, data: ScheduleUpdate, now: datetime,
             values.update(state="active", next_run=first, note=None)
     values["updated"] = now
     return values, notes
+
+
+# ---- writes as clients send them (PUT and PATCH): what a body asks to change --------
+
+# never changed by a write: refused (422) when a body sends another value
+READ_ONLY = ("id", "owner", "system", "created", "state", "enabled")
+# what runs as the owner: only the owner changes these (operators may not)
+OWNER_ONLY = ("flow_url", "inputs", "catchup", "catchup_window", "overlap", *TIMING_FIELDS)
+# null in a write resets these to their create defaults; other null fields are cleared
+DEFAULTS: dict[str, Any] = {"timezone": "UTC", "inputs": {}, "catchup": "once",
+                            "catchup_window": 60, "overlap": "skip"}
+REQUIRED = ("flow_url", "schedule_type")
+# not worth a line in the change log: they follow from the fields that changed
+_DERIVED = ("updated", "next_run", "note")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge member by member, null removes a member, anything else
+    replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def requested_changes(row: ScheduleRow, data: ScheduleUpdate,
+                      merge: bool = False) -> dict[str, Any]:
+    """The editable fields ``data`` really changes, with their new values.
+
+    ``data`` may be the whole representation GET returned: fields equal to the current
+    value are no change; read-only fields must be unchanged (InvalidInput naming the
+    field); the fields the timer moves are ignored. ``merge``: PATCH, where ``inputs``
+    merge into the current ones."""
+    given = data.model_fields_set
+    current = to_response(row)
+    for key in READ_ONLY:
+        if key in given and getattr(data, key) != getattr(current, key):
+            hint = " (pause or resume it instead)" if key in ("state", "enabled") else ""
+            raise InvalidInput(f"{key} is read-only: it is {getattr(current, key)!r} and "
+                               f"cannot be changed{hint}", field=key)
+    zone = row.timezone
+    if "timezone" in given and data.timezone:
+        try:
+            zone = _zone(data.timezone)
+        except InvalidInput:
+            pass  # plan_update names the field
+    changes: dict[str, Any] = {}
+    for key in EDITABLE:
+        if key not in given:
+            continue
+        value = getattr(data, key)
+        if value is None:
+            if key in REQUIRED:
+                raise InvalidInput(f"{key} cannot be removed", field=key)
+            value = copy.deepcopy(DEFAULTS.get(key))
+        elif key == "inputs" and merge:
+            value = merge_patch(row.inputs or {}, value)
+        if not _unchanged(row, key, value, zone):
+            changes[key] = value
+    return changes
+
+
+def _unchanged(row: ScheduleRow, key: str, value: Any, zone: str) -> bool:
+    if key == "flow_url":
+        return bool(canonical_flow_url(value) == row.flow_url)
+    if key == "timezone":
+        try:
+            return _zone(value) == row.timezone
+        except InvalidInput:
+            return False
+    if key in ("run_at", "end_at") and isinstance(value, datetime) and value.tzinfo is None:
+        try:
+            value = cron.resolve_wall_time(value, zone)[0]
+        except (ValueError, OverflowError):
+            return False
+    if key == "inputs":
+        return bool(value == (row.inputs or {}))
+    return bool(value == getattr(row, key))
+
+
+def changed_fields(row: ScheduleRow, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """{field: [old, new]} of a write's column values, as JSON values, for the change log."""
+    out: dict[str, list[Any]] = {}
+    for key, new in values.items():
+        old = getattr(row, key, None)
+        if key in _DERIVED or old == new:
+            continue
+        out[key] = [to_jsonable_python(old), to_jsonable_python(new)]
+    return out
 
 
 def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:

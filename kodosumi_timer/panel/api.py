@@ -1,21 +1,26 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, Litestar, Request, Response, delete, get, patch, post, put
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import (
     ClientException,
     HTTPException,
+    MethodNotAllowedException,
     NotAuthorizedException,
     NotFoundException,
     ValidationException,
 )
+from litestar.exceptions.responses import create_exception_response
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.openapi.spec import Link, OpenAPIResponse, Operation
+from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryParameter
 
 from kodosumi_timer import cron
 from kodosumi_timer.errors import (
@@ -27,7 +32,10 @@ from kodosumi_timer.errors import (
     TimerError,
 )
 from kodosumi_timer.models import (
+    ChangeList,
+    ChangeResponse,
     ErrorBody,
+    FieldChange,
     PreviewRequest,
     PreviewResponse,
     PreviewTime,
@@ -35,19 +43,24 @@ from kodosumi_timer.models import (
     RunResponse,
     ScheduleCreate,
     ScheduleList,
+    SchedulePatch,
     ScheduleResponse,
     ScheduleUpdate,
 )
 from kodosumi_timer.panel.services import PanelServices, services_from
 from kodosumi_timer.schedules import (
+    OWNER_ONLY,
     build_schedule,
     canonical_flow_url,
+    changed_fields,
     plan_update,
+    requested_changes,
     resume_values,
     to_response,
 )
 from kodosumi_timer.store import RunRow, ScheduleRow
 from kodosumi_timer.store.repository import ScheduleFilter
+from kodosumi_timer.store.tables import ChangeRow
 
 
 def _spec(description: str) -> ResponseSpec:
@@ -59,15 +72,78 @@ def _spec(description: str) -> ResponseSpec:
 COMMON = {401: _spec("no valid token or session"),
           403: _spec("not allowed (cross-site request, or operators only)"),
           422: _spec("invalid input; `field` names the culprit")}
-# `/schedule/preview` is a route of its own (POST only): GET, PUT or DELETE of a schedule
-# whose id would be "preview" get the router's 405
-ONE = {**COMMON, 404: _spec("no such schedule of yours"),
-       405: ResponseSpec(data_container=None,
-                         description="`preview` is not a schedule id (POST-only route)")}
-NOT_FOUND = {**COMMON, 404: _spec("no such schedule of yours")}
+# an id that is another route's path (`preview`, or one with a `/`) meets that route:
+# the router answers 405 for a method it does not take
+NOT_FOUND = {**COMMON, 404: _spec("no such schedule among the ones you can see"),
+             405: _spec("the path is another route's (`preview` is not a schedule id)")}
+ONE = NOT_FOUND
 INVALID = COMMON
-EDIT = {**ONE, 409: _spec("changed meanwhile (stale `version`) or not editable")}
+EDIT = {**ONE,
+        403: _spec("not allowed: cross-site request, or an operator changing what runs as "
+                   "another user (flow, inputs, rule, zone, policies)"),
+        409: _spec("changed meanwhile (stale `version` or If-Match), or a system schedule")}
 ACT = {**NOT_FOUND, 409: _spec("not possible in the schedule's state")}
+REMOVE = {**ONE, 409: _spec("changed meanwhile (If-Match), or a system schedule")}
+
+ETAG = ResponseHeader(name="ETag", value='"1"', documentation_only=True, required=True,
+                      description="the schedule's version; send it back as If-Match to write "
+                                  "only if nobody changed the schedule meanwhile")
+IfMatch = Annotated[str | None, HeaderParameter(
+    name="If-Match", required=False, max_length=1000,
+    schema_extra={"type": "string", "one_of": None},
+    description="an ETag this schedule answered with (or `*`): 409 if it has changed since")]
+# request bodies refuse unknown fields (the models forbid extras); say so in the schema
+_STRICT = {"additional_properties": False}
+CreateBody = Annotated[ScheduleCreate, Body(media_type=RequestEncodingType.JSON,
+                                            schema_extra=_STRICT)]
+UpdateBody = Annotated[ScheduleUpdate, Body(media_type=RequestEncodingType.JSON,
+                                            schema_extra=_STRICT)]
+PatchBody = Annotated[SchedulePatch, Body(media_type="application/merge-patch+json",
+                                          schema_extra=_STRICT)]
+PreviewBody = Annotated[PreviewRequest, Body(media_type=RequestEncodingType.JSON,
+                                             schema_extra=_STRICT)]
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+# the routes of one schedule, and the OpenAPI links that lead there from an answer that
+# carries a schedule (clients and schemathesis' stateful tests follow them)
+ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "deleteSchedule",
+                           "pauseSchedule", "resumeSchedule", "triggerSchedule",
+                           "scheduleRuns", "scheduleChanges")
+
+
+
+def _link(operation: str) -> Link:
+    parameters: dict[str, Any] = {"schedule_id": "$response.body#/id"}
+    if operation == "updateSchedule":
+        # read-modify-write: what was read goes back as it is
+        return Link(operation_id=operation, parameters=parameters,
+                    request_body="$response.body")
+    if operation == "patchSchedule":
+        # a conditional write on what was read
+        return Link(operation_id=operation, parameters=parameters,
+                    request_body={"version": "$response.body#/version"})
+    return Link(operation_id=operation, parameters=parameters)
+
+
+@dataclass
+class ApiOperation(Operation):
+    """Litestar documents a 400 for every route with parameters; ours answer bad input
+    with 422 (``handle_validation``), never 400."""
+
+    def __post_init__(self) -> None:
+        if self.responses:
+            self.responses.pop("400", None)
+
+
+@dataclass
+class ScheduleOperation(ApiOperation):
+    """An operation whose success answer is a schedule: links to the schedule's routes."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for status, response in (self.responses or {}).items():
+            if status in ("200", "201") and isinstance(response, OpenAPIResponse):
+                response.links = {name: _link(name) for name in ONE_SCHEDULE_OPERATIONS}
 
 
 def caller(request: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -120,6 +196,36 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _error(500, "internal_error", "the schedule service failed; see the panel's log")
 
 
+def _ours(path: str) -> bool:
+    return path == "/schedule" or path.startswith("/schedule/")
+
+
+def install_route_errors(app: Litestar) -> None:
+    """The router's own 404 and 405 (no route, or a method the route does not take) come
+    from the app's handlers, not from our router's: answer them in our error format for
+    /schedule paths (kodosumi's handler would add a stack trace); leave the rest as it was."""
+    others = dict(app.exception_handlers)
+
+    def route_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        if not _ours(request.url.path):
+            fallback = others.get(exc.status_code) or next(
+                (others[cls] for cls in type(exc).__mro__ if cls in others), None)
+            return fallback(request, exc) if fallback else create_exception_response(request, exc)
+        if isinstance(exc, MethodNotAllowedException):
+            allowed = (exc.headers or {}).get("allow", "")
+            response = _error(405, "method_not_allowed",
+                              f"{request.method} is not allowed on {request.url.path}; "
+                              f"allowed: {allowed or 'none'}")
+            response.headers["allow"] = allowed
+            return response
+        if isinstance(exc, NotFoundException):
+            return _error(404, "not_found", "no such route")
+        return handle_http(request, exc)
+
+    app.exception_handlers[404] = route_error
+    app.exception_handlers[405] = route_error
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     TimerError: handle_timer_error,
     ValidationException: handle_validation,
@@ -143,9 +249,6 @@ def same_origin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
         raise Forbidden("cross-site requests may not change schedules")
     if origin and host and origin.split("://", 1)[-1] != host:
         raise Forbidden("cross-site requests may not change schedules")
-    content_type = connection.headers.get("content-type", "")
-    if content_type and not content_type.startswith("application/json"):
-        raise InvalidInput("send JSON (content-type: application/json)", field=None)
 
 
 async def active_user_guard(connection: ASGIConnection[Any, Any, Any, Any],
@@ -155,34 +258,68 @@ async def active_user_guard(connection: ASGIConnection[Any, Any, Any, Any],
     if "user" not in connection.scope:  # OPTIONS: no credentials, nothing to guard
         return
     roles = services_from(connection.app.state).roles
-    if await roles.owner_state(caller(connection)) != "active":  # type: ignore[arg-type]
+    if await roles.owner_state(caller(connection)) != "active":
         raise NotAuthorizedException("this user is not active")
+
+
+ROW_KEY = "kodosumi_timer_schedule"
+
+
+async def visible_schedule_guard(connection: ASGIConnection[Any, Any, Any, Any],
+                                 _: BaseRouteHandler) -> None:
+    """Load the schedule of a ``{schedule_id}`` route before anything reads the body: a
+    schedule the caller may not see is the same 404 on every route, whatever was sent."""
+    schedule_id = connection.path_params.get("schedule_id")
+    if schedule_id is None or "user" not in connection.scope:
+        return
+    services = services_from(connection.app.state)
+    row = await services.store.get_schedule(schedule_id)
+    me = caller(connection)
+    if row is None or not (row.owner == me or row.system
+                           or await services.roles.is_operator(me)):
+        raise NotFound(f"schedule {schedule_id} not found")
+    connection.state[ROW_KEY] = row
+
+
+def json_body_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A browser's form post (no CORS preflight) is never JSON: refuse it."""
+    if connection.scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS"):
+        return
+    if connection.headers.get("kodosumi_api_key"):
+        return
+    content_type = connection.headers.get("content-type", "")
+    if content_type and not content_type.startswith(JSON_TYPES):
+        raise InvalidInput("send JSON (content-type: application/json)", field=None)
 
 
 class ScheduleController(Controller):
     tags = ["Schedules"]
-    guards = [same_origin_guard, active_user_guard]
+    # in this order: cross-site 403, inactive user 401, not yours 404, then the body
+    guards = [same_origin_guard, active_user_guard, visible_schedule_guard, json_body_guard]
 
-    @post("/", summary="Create a schedule", status_code=201,
+    @post("/", summary="Create a schedule", status_code=201, operation_id="createSchedule",
+          operation_class=ScheduleOperation, response_headers=[ETAG],
           description="Schedule a flow to run once (`run_at`) or regularly (`cron_expression`) "
                       "as the caller, with the given inputs.",
           responses=INVALID)
     async def create(self, request: Request[Any, Any, Any], state: State,
-                     data: JSONBody[ScheduleCreate]) -> ScheduleResponse:
+                     data: CreateBody) -> Response[ScheduleResponse]:
         services = services_from(state)
         owner = caller(request)
         if await services.store.count_schedules(owner) >= services.settings.TIMER_MAX_SCHEDULES:
             raise LimitExceeded(
                 f"you have {services.settings.TIMER_MAX_SCHEDULES} schedules, the most allowed")
-        row, notes = await build_schedule(data, owner, services.clock(), services.flows)
-        await services.store.add_schedule(row)
+        now = services.clock()
+        row, notes = await build_schedule(data, owner, now, services.flows)
+        await services.store.add_schedule_logged(row, _change(row, owner, "create", now))
         services.wake()
-        return to_response(row, notes)
+        return _answer(row, notes, status_code=201)
 
-    @get("/", summary="List schedules", responses=COMMON,
+    @get("/", summary="List schedules", responses=COMMON, operation_id="listSchedules",
+         operation_class=ApiOperation,
          description="The caller's schedules, soonest next run first. Operators see "
                      "everyone's with `all=true`; `system=true` lists the system schedules "
-                     "every user can see.")
+                     "every user can see. `q` matches title, name and flow URL literally.")
     async def list_schedules(
         self, request: Request[Any, Any, Any], state: State,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
@@ -212,10 +349,11 @@ class ScheduleController(Controller):
         return ScheduleList(items=[to_response(r) for r in rows], total=total,
                             limit=limit, offset=offset)
 
-    @post("/preview", summary="Preview a rule", status_code=200,
+    @post("/preview", summary="Preview a rule", status_code=200, operation_id="previewSchedule",
+          operation_class=ApiOperation,
           description="The rule in words and its next fire times, with DST shifts marked.",
           responses=INVALID)
-    async def preview(self, state: State, data: JSONBody[PreviewRequest]) -> PreviewResponse:
+    async def preview(self, state: State, data: PreviewBody) -> PreviewResponse:
         services = services_from(state)
         now = services.clock()
         try:
@@ -242,89 +380,125 @@ class ScheduleController(Controller):
                 times=[PreviewTime(utc=instant, local=local, dst_note=note)])
         raise InvalidInput("give either cron_expression or run_at", field="cron_expression")
 
-    @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE)
-    async def get_schedule(self, request: Request[Any, Any, Any], state: State,
-                           schedule_id: FromPath[str]) -> ScheduleResponse:
-        return to_response(await _visible(services_from(state), request, schedule_id))
+    @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE,
+         operation_id="getSchedule", operation_class=ScheduleOperation, response_headers=[ETAG])
+    async def get_schedule(self, request: Request[Any, Any, Any],
+                           schedule_id: FromPath[str]) -> Response[ScheduleResponse]:
+        return _answer(_row(request))
 
     @put("/{schedule_id:str}", summary="Update a schedule", responses=EDIT,
-         description="Change any field; send the `version` you read (409 if it is stale).")
+         operation_id="updateSchedule", operation_class=ScheduleOperation,
+         response_headers=[ETAG],
+         description="Send the schedule as GET returned it, changed where you want: fields "
+                     "left out keep their value, `null` clears a field (or resets it to its "
+                     "default); read-only fields are accepted unchanged. `version` (or "
+                     "If-Match) makes the write conditional: 409 if the schedule changed "
+                     "since you read it. Operators may change only `title` and `expose_name` "
+                     "of another user's schedule.")
     async def update_schedule(self, request: Request[Any, Any, Any], state: State,
-                              schedule_id: FromPath[str],
-                              data: JSONBody[ScheduleUpdate]) -> ScheduleResponse:
-        services = services_from(state)
-        row = await _visible(services, request, schedule_id)
-        _not_system(row, "edited")
-        values, notes = await plan_update(row, data, services.clock(), services.flows)
-        updated = await services.store.update_versioned(row.id, None, data.version, values)
-        if updated is None:
-            raise Conflict(f"schedule {row.id} was changed meanwhile (version is now "
-                           f"{(await _visible(services, request, schedule_id)).version}); "
-                           "reload and try again", field="version")
-        services.wake()
-        return to_response(updated, notes)
+                              schedule_id: FromPath[str], data: UpdateBody,
+                              if_match: IfMatch = None) -> Response[ScheduleResponse]:
+        return await _write(services_from(state), request, data, if_match, merge=False)
+
+    @patch("/{schedule_id:str}", summary="Change part of a schedule", responses=EDIT,
+           operation_id="patchSchedule", operation_class=ScheduleOperation,
+           response_headers=[ETAG],
+           description="A JSON merge patch (RFC 7386): only the fields sent change, `null` "
+                       "removes (clears or resets to the default), `inputs` merge key by key. "
+                       "Conditional with `version` or If-Match like PUT.")
+    async def patch_schedule(self, request: Request[Any, Any, Any], state: State,
+                             schedule_id: FromPath[str], data: PatchBody,
+                             if_match: IfMatch = None) -> Response[ScheduleResponse]:
+        return await _write(services_from(state), request, data, if_match, merge=True)
 
     @delete("/{schedule_id:str}", summary="Delete a schedule", status_code=204,
-            description="Deletes the schedule and its run history.", responses=ONE)
+            operation_id="deleteSchedule", operation_class=ApiOperation,
+            description="Deletes the schedule, its run history and its change log. Operators "
+                        "may delete anyone's.", responses=REMOVE)
     async def delete_schedule(self, request: Request[Any, Any, Any], state: State,
-                              schedule_id: FromPath[str]) -> None:
+                              schedule_id: FromPath[str], if_match: IfMatch = None) -> None:
         services = services_from(state)
-        row = await _visible(services, request, schedule_id)
+        row = _row(request)
         _not_system(row, "deleted")
-        if not await services.store.delete_schedule(row.id):
+        _preconditions(row, None, if_match)
+        if not await services.store.delete_schedule_logged(row.id):
             raise NotFound(f"schedule {schedule_id} not found")
 
     @post("/{schedule_id:str}/pause", summary="Pause a schedule", status_code=200,
-          responses=ACT)
+          operation_id="pauseSchedule", operation_class=ScheduleOperation,
+          response_headers=[ETAG], responses=ACT)
     async def pause(self, request: Request[Any, Any, Any], state: State,
-                    schedule_id: FromPath[str]) -> ScheduleResponse:
+                    schedule_id: FromPath[str]) -> Response[ScheduleResponse]:
         services = services_from(state)
-        row = await _actionable(services, request, schedule_id)
+        row = await _actionable(services, request)
         if row.state != "active":
             raise Conflict(f"schedule {row.id} is {row.state}, not active", field=None)
         values = {"state": "paused", "next_run": None, "note": None,
                   "updated": services.clock()}
-        return to_response(await _apply(services, row, values))
+        return _answer(await _apply(services, request, row, values, "pause"))
 
     @post("/{schedule_id:str}/resume", summary="Resume a schedule", status_code=200,
+          operation_id="resumeSchedule", operation_class=ScheduleOperation,
+          response_headers=[ETAG],
           description="Active again from now: the next slot after now, no burst of missed "
                       "ones.", responses=ACT)
     async def resume(self, request: Request[Any, Any, Any], state: State,
-                     schedule_id: FromPath[str]) -> ScheduleResponse:
+                     schedule_id: FromPath[str]) -> Response[ScheduleResponse]:
         services = services_from(state)
-        row = await _actionable(services, request, schedule_id)
+        row = await _actionable(services, request)
         if row.state == "active":
             raise Conflict(f"schedule {row.id} is already active")
         if row.state == "done" and row.schedule_type == "once":
             raise Conflict(f"schedule {row.id} has run; give it a new run_at with PUT")
-        updated = await _apply(services, row, resume_values(row, services.clock()))
+        updated = await _apply(services, request, row, resume_values(row, services.clock()),
+                               "resume")
         services.wake()
-        return to_response(updated)
+        return _answer(updated)
 
     @post("/{schedule_id:str}/trigger", summary="Run a schedule now", status_code=202,
+          operation_id="triggerSchedule", operation_class=ApiOperation,
           description="Launch now with the schedule's inputs, without moving `next_run`. "
                       "Respects `overlap` unless `force=true`.", responses=ACT)
     async def trigger(self, request: Request[Any, Any, Any], state: State,
                       schedule_id: FromPath[str], force: FromQuery[bool] = False) -> RunResponse:
         services = services_from(state)
-        row = await _actionable(services, request, schedule_id)
+        row = await _actionable(services, request)
         if not force and row.overlap == "skip" and await services.store.has_active_run(row.id):
             raise Conflict(f"schedule {row.id} still has an execution running "
                            "(overlap=skip); use force=true to run anyway", field="force")
-        run = await services.store.queue_manual_run(row, services.clock())
+        now = services.clock()
+        run = await services.store.queue_manual_run_logged(
+            row, now, _change(row, caller(request), "trigger", now))
+        if run is None:
+            raise Conflict(f"schedule {row.id} has a run for this very instant already; "
+                           "try again", field="force")
         services.wake()
         return run_response(run)
 
-    @get("/{schedule_id:str}/runs", summary="Run history of a schedule", responses=NOT_FOUND)
+    @get("/{schedule_id:str}/runs", summary="Run history of a schedule", responses=NOT_FOUND,
+         operation_id="scheduleRuns", operation_class=ApiOperation)
     async def runs(self, request: Request[Any, Any, Any], state: State,
                    schedule_id: FromPath[str],
                    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
                    offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0) -> RunList:
         services = services_from(state)
-        row = await _visible(services, request, schedule_id)
-        rows, total = await services.store.runs(row.id, limit, offset)
+        rows, total = await services.store.runs(_row(request).id, limit, offset)
         return RunList(items=[run_response(r) for r in rows], total=total, limit=limit,
                        offset=offset)
+
+    @get("/{schedule_id:str}/changes", summary="Change log of a schedule", responses=NOT_FOUND,
+         operation_id="scheduleChanges", operation_class=ApiOperation,
+         description="Who created, edited, paused, resumed or triggered the schedule, when, "
+                     "and which fields changed (old → new), newest first.")
+    async def changes(self, request: Request[Any, Any, Any], state: State,
+                      schedule_id: FromPath[str],
+                      limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+                      offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0
+                      ) -> ChangeList:
+        services = services_from(state)
+        rows, total = await services.store.changes(_row(request).id, limit, offset)
+        return ChangeList(items=[change_response(c) for c in rows], total=total, limit=limit,
+                          offset=offset)
 
 
 def run_response(run: RunRow) -> RunResponse:
@@ -334,36 +508,112 @@ def run_response(run: RunRow) -> RunResponse:
                        finished_at=run.finished_at)
 
 
-async def _visible(services: PanelServices, request: Request[Any, Any, Any],
-                   schedule_id: str) -> ScheduleRow:
-    """The schedule if the caller may see it: owner, operator, or a system schedule.
-    Anything else is 404, so nobody learns that another user's schedule exists."""
-    row = await services.store.get_schedule(schedule_id)
+def change_response(change: ChangeRow) -> ChangeResponse:
+    return ChangeResponse(
+        id=change.id, schedule_id=change.schedule_id, at=change.at, actor=change.actor,
+        action=change.action,
+        changes=[FieldChange(field=key, old=pair[0], new=pair[1])
+                 for key, pair in (change.fields or {}).items()])
+
+
+def etag(row: ScheduleRow) -> str:
+    # the version moves with every change a user makes, not when the timer fires
+    return f'"{row.version}"'
+
+
+def _answer(row: ScheduleRow, notes: list[str] | None = None,
+            status_code: int = 200) -> Response[ScheduleResponse]:
+    return Response(to_response(row, notes), status_code=status_code,
+                    headers={"ETag": etag(row)})
+
+
+def _row(request: Request[Any, Any, Any]) -> ScheduleRow:
+    """The schedule ``visible_schedule_guard`` loaded for this request."""
+    return request.state[ROW_KEY]  # type: ignore[no-any-return]
+
+
+def _change(row: ScheduleRow, actor: str, action: str, now: Any,
+            fields: dict[str, list[Any]] | None = None) -> ChangeRow:
+    return ChangeRow(schedule_id=row.id, at=now, actor=actor, action=action,
+                     fields=fields or {})
+
+
+def _preconditions(row: ScheduleRow, version: int | None, if_match: str | None) -> None:
+    """Optimistic concurrency: a `version` in the body, an If-Match header, or neither."""
+    if version is not None and version != row.version:
+        raise Conflict(f"schedule {row.id} was changed meanwhile: it is at version "
+                       f"{row.version}, you sent {version}; reload and try again",
+                       field="version")
+    if if_match is None:
+        return
+    tags = [t.strip().removeprefix("W/") for t in if_match.split(",")]
+    if "*" not in tags and etag(row) not in tags:
+        raise Conflict(f"schedule {row.id} was changed meanwhile: its ETag is {etag(row)}, "
+                       f"If-Match was {if_match}; reload and try again", field="If-Match")
+
+
+async def _write(services: PanelServices, request: Request[Any, Any, Any],
+                 data: ScheduleUpdate, if_match: str | None, merge: bool
+                 ) -> Response[ScheduleResponse]:
+    """PUT and PATCH: the changes ``data`` asks for, applied if still current."""
+    row = _row(request)
+    _not_system(row, "edited")
     me = caller(request)
-    if row is not None and (row.owner == me or row.system
-                            or await services.roles.is_operator(me)):
-        return row
-    raise NotFound(f"schedule {schedule_id} not found")
+    for _ in range(3):
+        _preconditions(row, data.version, if_match)
+        changes = requested_changes(row, data, merge=merge)
+        theirs = [key for key in changes if key in OWNER_ONLY]
+        if theirs and row.owner != me:
+            raise Forbidden(
+                f"only the owner changes what runs as them ({', '.join(theirs)}); operators "
+                "may change the title and name, pause, resume, trigger and delete",
+                field=theirs[0])
+        if not changes:
+            return _answer(row)  # nothing to change: no new version, nothing to log
+        now = services.clock()
+        values, notes = await plan_update(row, changes, now, services.flows)
+        change = _change(row, me, "edit", now, changed_fields(row, values))
+        updated = await services.store.update_logged(row.id, row.version, values, change)
+        if updated is not None:
+            services.wake()
+            return _answer(updated, notes)
+        # changed meanwhile: a conditional write is refused above on the next round,
+        # an unconditional one is planned again on the current row
+        fresh = await services.store.get_schedule(row.id)
+        if fresh is None:
+            raise NotFound(f"schedule {row.id} not found")
+        row = fresh
+    raise Conflict(f"schedule {row.id} keeps changing; try again")
 
 
-async def _actionable(services: PanelServices, request: Request[Any, Any, Any],
-                      schedule_id: str) -> ScheduleRow:
-    row = await _visible(services, request, schedule_id)
+async def _actionable(services: PanelServices, request: Request[Any, Any, Any]) -> ScheduleRow:
+    row = _row(request)
     if row.system and not await services.roles.is_operator(caller(request)):
         raise Forbidden("system schedules can be paused, resumed and triggered by operators "
                         "only")
     return row
 
 
+SYSTEM_SOURCES = {
+    "file": "comes from the schedules file (KODO_TIMER_SCHEDULES); it is {verb} there",
+    "flow": "is declared by its flow (x-kodosumi-schedule in the flow's OpenAPI extras); it "
+            "is {verb} there, or set KODO_TIMER_FLOW_SCHEDULES=false to ignore such "
+            "declarations",
+}
+
+
 def _not_system(row: ScheduleRow, verb: str) -> None:
     if row.system:
-        raise Conflict(f"system schedule {row.id} comes from the schedules file; it is "
-                       f"{verb} there, not through the API")
+        where = SYSTEM_SOURCES.get(row.system_source or "file", SYSTEM_SOURCES["file"])
+        raise Conflict(f"system schedule {row.id} {where.format(verb=verb)}, not through "
+                       "the API")
 
 
-async def _apply(services: PanelServices, row: ScheduleRow,
-                 values: dict[str, Any]) -> ScheduleRow:
-    updated = await services.store.update_versioned(row.id, None, row.version, values)
+async def _apply(services: PanelServices, request: Request[Any, Any, Any], row: ScheduleRow,
+                 values: dict[str, Any], action: str) -> ScheduleRow:
+    change = _change(row, caller(request), action, values["updated"],
+                     changed_fields(row, values))
+    updated = await services.store.update_logged(row.id, row.version, values, change)
     if updated is None:
         raise Conflict(f"schedule {row.id} was changed meanwhile; try again")
     return updated

@@ -16,7 +16,11 @@ from litestar.middleware import DefineMiddleware
 from kodosumi_timer.bridge import RoleTable
 from kodosumi_timer.config import TimerSettings, get_settings
 from kodosumi_timer.lock import wake_timer
-from kodosumi_timer.panel.api import EXCEPTION_HANDLERS, ScheduleController
+from kodosumi_timer.panel.api import (
+    EXCEPTION_HANDLERS,
+    ScheduleController,
+    install_route_errors,
+)
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices, RegisteredFlows
@@ -76,6 +80,7 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     app.on_shutdown[:] = [hook for hook in app.on_shutdown if hook is not kodosumi_app.shutdown]
     app.on_shutdown.extend([_close_services, _leave_cluster])
     app.register(schedule_router())
+    install_route_errors(app)
     app.register(pages_router())
     assert app.template_engine is not None
     install_templates(app.template_engine.engine)  # type: ignore[attr-defined]
@@ -91,4 +96,5 @@ def create_api_app(services: PanelServices) -> Litestar:
         middleware=[DefineMiddleware(JWTAuthenticationMiddleware, exclude_from_auth_key="no_auth")],
         state=State({STATE_KEY: services}),
     )
+    install_route_errors(app)
     return app

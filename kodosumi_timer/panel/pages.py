@@ -32,6 +32,7 @@ from kodosumi_timer.store.repository import ScheduleFilter
 
 PAGE_SIZE = 50
 SYSTEM_LIMIT = 100
+CHANGES_SHOWN = 20  # the newest entries of the change log on the detail page
 SHOW = ("all", "active", "paused", "done")
 # run statuses that mean "the last execution went wrong": the list marks these as failing
 FAILING = frozenset({"error", "failed", "rejected", "unknown"})
@@ -292,7 +293,8 @@ class SchedulePages(Controller):
         if row is None or not _may_see(row, viewer):
             return _missing(schedule_id)
         data = to_response(row)
-        owners = await _owner_names(transaction, [row.owner])
+        changes, changes_total = await services.store.changes(row.id, CHANGES_SHOWN)
+        owners = await _owner_names(transaction, [row.owner, *(c.actor for c in changes)])
         upcoming: list[dict[str, Any]] = []
         now = services.clock()
         if row.state == "active" and row.schedule_type == "cron" and row.cron_expression:
@@ -312,6 +314,7 @@ class SchedulePages(Controller):
             "can_edit": not row.system,
             "can_act": not row.system or viewer.operator,
             "operator": viewer.operator,
+            "changes": changes, "changes_total": changes_total, "names": owners,
         })
 
     @get("/{schedule_id:str}/edit")

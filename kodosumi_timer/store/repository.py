@@ -44,7 +44,7 @@ from kodosumi_timer.runs import ACTIVE, PENDING, RunStatus
 from kodosumi_timer.store import migrate
 from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
 from kodosumi_timer.store.due import BadRow, DueSchedule, decode
-from kodosumi_timer.store.tables import RunRow, ScheduleRow, UTCDateTime
+from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateTime
 
 ACTIVE_RUN_STATES = tuple(ACTIVE)
 # a run of these ended the moment it was recorded
@@ -80,10 +80,13 @@ class ScheduleFilter:
         if self.system is not None:
             out.append(ScheduleRow.system.is_(self.system))
         if self.text:
-            pattern = f"%{self.text.lower()}%"
-            out.append(or_(func.lower(ScheduleRow.title).like(pattern),
-                           func.lower(ScheduleRow.expose_name).like(pattern),
-                           func.lower(ScheduleRow.flow_url).like(pattern)))
+            # the text matches literally: % and _ are not wildcards here
+            escaped = (self.text.lower().replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))
+            pattern = f"%{escaped}%"
+            out.append(or_(func.lower(ScheduleRow.title).like(pattern, escape="\\"),
+                           func.lower(ScheduleRow.expose_name).like(pattern, escape="\\"),
+                           func.lower(ScheduleRow.flow_url).like(pattern, escape="\\")))
         return out
 
 
@@ -739,6 +742,69 @@ class Store:
         async with self.session() as s:
             return int((await s.execute(query)).scalar_one())
 
+
+    # ---- change log ------------------------------------------------------------
+
+    async def add_schedule_logged(self, row: ScheduleRow, change: ChangeRow) -> ScheduleRow:
+        """``add_schedule`` and its first change-log entry, in one transaction."""
+        async with self.session.begin() as s:
+            s.add(row)
+            s.add(change)
+        return row
+
+    async def update_logged(self, schedule_id: str, version: int, values: dict[str, Any],
+                            change: ChangeRow) -> ScheduleRow | None:
+        """``update_versioned`` (no owner filter) and the change that says so, in one
+        transaction; None when the row is missing or its version moved on."""
+        async with self.session.begin() as s:
+            result = await s.execute(
+                update(ScheduleRow)
+                .where(ScheduleRow.id == schedule_id, ScheduleRow.version == version)
+                .values(**values, version=ScheduleRow.version + 1))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            s.add(change)
+        return await self.get_schedule(schedule_id)
+
+    async def log_change(self, change: ChangeRow) -> None:
+        async with self.session.begin() as s:
+            s.add(change)
+
+    async def changes(self, schedule_id: str, limit: int = 50, offset: int = 0
+                      ) -> tuple[Sequence[ChangeRow], int]:
+        """A schedule's change log, newest first."""
+        query = (select(ChangeRow).where(ChangeRow.schedule_id == schedule_id)
+                 .order_by(ChangeRow.id.desc()).limit(limit).offset(offset))
+        count = (select(func.count()).select_from(ChangeRow)
+                 .where(ChangeRow.schedule_id == schedule_id))
+        async with self.session() as s:
+            rows = (await s.execute(query)).scalars().all()
+            total = (await s.execute(count)).scalar_one()
+        return rows, total
+
+    async def queue_manual_run_logged(self, schedule: ScheduleRow, now: datetime,
+                                      change: ChangeRow) -> RunRow | None:
+        """``queue_manual_run`` and its change-log entry; None when a run of this schedule
+        is recorded for this very instant already (the unique slot key)."""
+        run = RunRow(schedule_id=schedule.id, owner=schedule.owner, slot=now, attempt=1,
+                     trigger="manual", status="queued")
+        try:
+            async with self.session.begin() as s:
+                s.add(run)
+                s.add(change)
+        except IntegrityError:
+            return None
+        return run
+
+    async def delete_schedule_logged(self, schedule_id: str) -> bool:
+        """Delete a schedule with its run history and its change log."""
+        async with self.session.begin() as s:
+            result = await s.execute(delete(ScheduleRow).where(ScheduleRow.id == schedule_id))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            await s.execute(delete(RunRow).where(RunRow.schedule_id == schedule_id))
+            await s.execute(delete(ChangeRow).where(ChangeRow.schedule_id == schedule_id))
+        return True
 
 async def open_store(url: str, migrate_schema: bool = True) -> Store:
     """Open the store at ``url`` and apply pending migrations (idempotent)."""

@@ -120,3 +120,21 @@ class RunRow(Base):
         Index("ix_run_schedule", "schedule_id", "slot"),
         Index("ix_run_status", "status"),
     )
+
+
+class ChangeRow(Base):
+    """Who changed what on a schedule (migration 0004); deleted with the schedule."""
+
+    __tablename__ = "schedule_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # the role id of who did it (the timer user for system sync)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    # create | edit | pause | resume | trigger
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    # {field: [old, new]} as JSON values; empty for actions without field changes
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+    __table_args__ = (Index("ix_change_schedule", "schedule_id", "id"),)

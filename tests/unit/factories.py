@@ -121,3 +121,35 @@ class FakeRoles:
 
     async def close(self) -> None:
         pass
+
+
+def composed_app(directory: Any, roles: Any = None, clock: Any = None,
+                 flows: Any = None) -> Any:
+    """The real composed panel (kodosumi's app with our routers, error handlers and
+    OpenAPI), without Ray: kodosumi's startup would join a cluster, so it and our own
+    services hook are replaced by a SQLite store in ``directory`` and fakes."""
+    from kodosumi.service import app as kodosumi_app
+
+    from kodosumi_timer.config import TimerSettings
+    from kodosumi_timer.panel.app import create_app
+    from kodosumi_timer.panel.services import STATE_KEY, PanelServices
+    from kodosumi_timer.store import open_store
+
+    app = create_app(ADMIN_DATABASE=f"sqlite+aiosqlite:///{directory}/admin.db",
+                     EXEC_DIR=f"{directory}/execution", APP_LOG_FILE=f"{directory}/app.log",
+                     SPOOLER_LOG_FILE=f"{directory}/spooler.log",
+                     YAML_BASE=f"{directory}/config/config.yaml",
+                     UPLOAD_DIR=f"{directory}/uploads")
+
+    async def open_services(app: Any) -> None:
+        # opened inside the app's own event loop
+        store = await open_store(f"sqlite+aiosqlite:///{directory}/schedule.db")
+        app.state[STATE_KEY] = PanelServices(
+            store=store, flows=flows or FakeFlows(), wake=lambda: None, clock=clock or Clock(T0),
+            settings=TimerSettings(), roles=roles or FakeRoles())
+
+    app.on_startup[:] = [hook for hook in app.on_startup
+                         if hook is not kodosumi_app.startup
+                         and hook.__name__ != "open_services"]
+    app.on_startup.append(open_services)
+    return app
