@@ -1,6 +1,7 @@
 """Fixtures of the API unit tests: the schedule API behind kodosumi's JWT middleware,
 a real SQLite store, fake flows and roles (our own interfaces)."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,10 @@ from kodosumi_timer.panel.app import create_api_app
 from kodosumi_timer.panel.services import PanelServices
 from kodosumi_timer.store import open_store
 from tests.unit.factories import FLOW, T0, Clock, FakeFlows, FakeRoles
+
+# the unit tests sign their tokens with kodosumi's default secret, on purpose; the panel
+# refuses it unless told (tests/unit/test_cli_ops.py checks that refusal)
+os.environ.setdefault("KODO_TIMER_ALLOW_DEFAULT_SECRET", "true")
 
 ALICE = "0f8fad5b-d9cb-469f-a165-70867728950e"
 BOB = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
