@@ -94,8 +94,10 @@ OPEN = {"queued", "launching"}
 LAUNCHED = {"launched", "running", "finished", "error"}
 NOT_LAUNCHED = {"missed", "failed", "skipped", "rejected"}
 # the timer processes: a short lease, so that a dead or frozen timer's runs are taken
-# over within seconds; "absent" 3 s after a send (the target starts executions at once)
-TIMER_ENV = {"KODO_TIMER_LEASE": "5", "FAULTS_SETTLE": "3"}
+# over within seconds; a run being sent is held for twice the launch timeout + 15 s
+# (35 s here); "absent" 3 s after a send (the target starts executions at once)
+TIMER_ENV = {"KODO_TIMER_LEASE": "5", "KODO_TIMER_LAUNCH_TIMEOUT": "10",
+             "FAULTS_SETTLE": "3"}
 
 
 # ---- a private PostgreSQL cluster ---------------------------------------------------
@@ -515,9 +517,11 @@ def hang(run: Run, slots: int = 200, hung: int = 40, seconds: float = 40.0) -> i
     the timer's launch timeout and are reconciled)."""
     run.faults({"rules": [{"action": "hang", "prefix": HANG_FLOW, "seconds": seconds}]})
     run.start_timer()
-    t0 = math.ceil(time.time() + 2)
+    t0 = math.ceil(time.time() + 6)
     run.load([float(t0)] * hung, flow_url=HANG_FLOW)
     run.measured = run.load([t0 + 1.0] * slots)
+    if time.time() > t0 - 1:
+        raise RuntimeError("the slots were loaded too late to be claimed ahead")
     run.wait_accepted(slots, timeout=t0 + 30 - time.time(), sids=run.measured)
     run.faults({})
     run.wait_settled(90)
