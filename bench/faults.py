@@ -268,14 +268,22 @@ class Run:
         self.earlier: list[dict[str, Any]] = []  # launches a stopped target had received
 
     def start_timer(self, env: dict[str, str] | None = None) -> Child:
-        name = f"timer{len(self.timers)}"
-        argv = [PY, str(Path(__file__).resolve()), "--child", name, "--db", self.db,
-                "--admin-db", self.admin_db, "--target", self.url,
-                "--workdir", str(self.workdir)]
-        child = start_child(name, argv, self.workdir, env={**TIMER_ENV, **(env or {})})
-        self.timers.append(child)
-        self.timer_ids[name] = wait_line(child, "ready", timeout=60).split()[1]
-        return child
+        return self.start_timers(1, env)[0]
+
+    def start_timers(self, count: int, env: dict[str, str] | None = None) -> list[Child]:
+        """Start ``count`` timer processes at once; returns them once all are ready."""
+        started = []
+        for _ in range(count):
+            name = f"timer{len(self.timers)}"
+            argv = [PY, str(Path(__file__).resolve()), "--child", name, "--db", self.db,
+                    "--admin-db", self.admin_db, "--target", self.url,
+                    "--workdir", str(self.workdir)]
+            child = start_child(name, argv, self.workdir, env={**TIMER_ENV, **(env or {})})
+            self.timers.append(child)
+            started.append(child)
+        for child in started:
+            self.timer_ids[child.name] = wait_line(child, "ready", timeout=90).split()[1]
+        return started
 
     def load(self, slots: list[float], **over: Any) -> list[str]:
         """Once schedules, one per slot, owners in turn; ``over``: schedule columns."""
@@ -446,8 +454,7 @@ async def _runs(db: str) -> dict[str, list[RunRecord]]:
 # ---- scenarios ----------------------------------------------------------------------
 
 def three_timers(run: Run, slots: int = 5000) -> int:
-    for _ in range(3):
-        run.start_timer()
+    run.start_timers(3)
     t0 = math.ceil(time.time() + 2 + slots / 2500)
     run.load([t0 + 5.0 * i / slots for i in range(slots)])
     time.sleep(max(0.0, t0 + 5 - time.time()))
