@@ -27,8 +27,9 @@ Scenarios:
 * ``accept-5xx``: 400 slots over 4 s; the target starts the execution, then answers 500
   or 502 to 20 % of the launches. The timer asks the target and records the execution
   it finds; nothing is sent twice.
-* ``hang``: 40 slots of one flow whose launches hang for 40 s, then 200 slots of another
-  flow due 1 s later: those must arrive within 1 s of their slot.
+* ``hang``: 40 slots of one flow whose launches hang for 40 s (the timer gives up after
+  its launch timeout, 10 s here, and asks the target), then 200 slots of another flow
+  due over the next 10 s: those must arrive within 1 s of their slot.
 * ``sigstop``: a timer claims 10 slots ahead and is frozen (``SIGSTOP``) past its lease;
   a second timer takes them over and launches them; resumed (``SIGCONT``), the frozen
   timer sends nothing.
@@ -518,18 +519,19 @@ def accept_5xx(run: Run, slots: int = 400) -> int:
     return 1
 
 
-def hang(run: Run, slots: int = 200, hung: int = 40, seconds: float = 40.0) -> int:
-    """Launches of one flow hang; the other flow's slots due 1 s later are measured.
-    Once they have arrived the target answers again (the hanging requests run out at
-    the timer's launch timeout and are reconciled)."""
+def hang(run: Run, slots: int = 200, hung: int = 40, seconds: float = 40.0,
+         spread: float = 10.0) -> int:
+    """Launches of one flow hang; the other flow's slots, due from 1 s later over
+    ``spread`` seconds, are measured. Once they have arrived the target answers again
+    (the hanging requests run out at the timer's launch timeout and are reconciled)."""
     run.faults({"rules": [{"action": "hang", "prefix": HANG_FLOW, "seconds": seconds}]})
     run.start_timer()
     t0 = math.ceil(time.time() + 6)
     run.load([float(t0)] * hung, flow_url=HANG_FLOW)
-    run.measured = run.load([t0 + 1.0] * slots)
+    run.measured = run.load([t0 + 1.0 + spread * i / slots for i in range(slots)])
     if time.time() > t0 - 1:
         raise RuntimeError("the slots were loaded too late to be claimed ahead")
-    run.wait_accepted(slots, timeout=t0 + 30 - time.time(), sids=run.measured)
+    run.wait_accepted(slots, timeout=t0 + spread + 30 - time.time(), sids=run.measured)
     run.faults({})
     run.wait_settled(90)
     return 1
