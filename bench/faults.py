@@ -230,6 +230,7 @@ class Audit:
     unknown: int = 0  # slots kodosumi could not tell about
     reconciled: int = 0  # runs recorded launched after asking kodosumi
     by_killed: int = 0  # runs a killed timer recorded before it died
+    taken_over: dict[str, int] = field(default_factory=dict)  # by status, from the logs
     statuses: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     late: list[float] = field(default_factory=list)  # of the measured slots, seconds
@@ -247,11 +248,14 @@ class Audit:
                 f"launches, faults {self.faults}; duplicates {self.duplicates}, lost "
                 f"{self.lost}, unrecorded {self.unrecorded}, wrong fid {self.wrong_fid}, "
                 f"early {self.early}, deadlocks {self.deadlocks}; unknown {self.unknown}, "
-                f"reconciled {self.reconciled}, by killed {self.by_killed}{late}; runs "
+                f"reconciled {self.reconciled}, by killed {self.by_killed}, taken over "
+                f"{self.taken_over}{late}; runs "
                 f"{dict(sorted(self.statuses.items()))}"
                 + (f"; reasons {self.reasons}" if self.reasons else ""))
 
 
+# the timer's log line when it takes over a run whose lease expired
+TAKEN_OVER = re.compile(r", (queued|launching)\) taken over from timer ")
 RunRecord = tuple[str, str | None, str | None, str | None]  # status, timer, reason, fid
 
 
@@ -410,8 +414,11 @@ class Run:
                 out.unknown += 1
             elif given and not any(r[0] in LAUNCHED for r in runs):
                 out.unrecorded += 1
-        out.deadlocks = sum(path.read_text(errors="replace").count("DeadlockDetected")
-                            for path in self.workdir.glob("timer*.log"))
+        for path in self.workdir.glob("timer*.log"):
+            text = path.read_text(errors="replace")
+            out.deadlocks += text.count("DeadlockDetected")
+            for status in TAKEN_OVER.findall(text):
+                out.taken_over[status] = out.taken_over.get(status, 0) + 1
         return out
 
 

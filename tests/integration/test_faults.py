@@ -50,8 +50,8 @@ def test_nothing_doubled_nothing_lost(scenario, backend, kwargs, tmp_path):
     if scenario in ("three-timers", "pg-restart", "hang", "sigstop"):
         # no launch may fail here: every slot launched exactly once and recorded so
         assert audit.launches == audit.slots == launched, line
-    elif scenario == "kill9":
-        assert audit.faults == 1 and audit.by_killed > 0, line
+    if scenario == "kill9":
+        assert audit.faults == 1 and audit.by_killed > 0 and audit.taken_over, line
         # the dead timer's runs were taken over or settled with the target, which can
         # always tell: all launched, none unknown
         assert audit.unknown == 0 and audit.launches == audit.slots == launched, line
@@ -68,6 +68,8 @@ def test_nothing_doubled_nothing_lost(scenario, backend, kwargs, tmp_path):
         assert audit.reconciled > 0, line
         assert launched + audit.unknown == audit.slots, line
         assert audit.unknown == statuses.get("unknown", 0), line
+    elif scenario == "sigstop":
+        assert audit.taken_over == {"queued": audit.slots}, line  # by the second timer
     elif scenario == "sigstop-skip":
         assert audit.launches == 0 and statuses == {"missed": audit.slots}, line
     if scenario == "hang":
