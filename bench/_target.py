@@ -25,8 +25,9 @@ same routes, shapes and rules:
 0), ``run_seconds`` (how long an execution runs, default 0) and ``linger`` (default
 10). For the benchmark: ``/_count``, ``/_results``, ``/_launches`` (every launch
 request and what became of it), ``/_executions`` and ``POST /_reset``. With
-``TARGET_RECORDS`` set, the records are also written to that file when uvicorn shuts
-the app down (after the requests in flight were answered).
+``TARGET_RECORDS`` (``TARGET_LAUNCHES``) set, the records (launches) are also written
+to that file when uvicorn shuts the app down (after the requests in flight were
+answered).
 
 An execution id minted by this target before a restart is answered ``finished``
 (the fault runs restart it under a running timer, whose follow loop asks for them).
@@ -110,6 +111,8 @@ def _dump_records() -> None:
     # at shutdown only: blocking is fine, nothing else is served any more
     if os.environ.get("TARGET_RECORDS"):
         Path(os.environ["TARGET_RECORDS"]).write_text(json.dumps(RECORDS))
+    if os.environ.get("TARGET_LAUNCHES"):
+        Path(os.environ["TARGET_LAUNCHES"]).write_text(json.dumps(LAUNCHES))
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:

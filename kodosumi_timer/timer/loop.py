@@ -298,12 +298,15 @@ class Timer:
 
     async def _backlog_below(self, limit: int) -> None:
         """Claim the next batch only once fewer than ``limit`` launches are pending:
-        what a killed timer leaves behind is at most about two batches."""
+        what a killed timer leaves behind is at most about two batches. The leases of
+        the runs held are renewed meanwhile (the loop cannot while it waits here)."""
         while not self._stopping.is_set():
             pending = [task for task in self._launches if not task.done()]
             if len(pending) < limit:
                 return
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(pending, timeout=self.config.lease / 3,
+                               return_when=asyncio.FIRST_COMPLETED)
+            await self.renew_leases()
 
     # ---- leases: keeping ours, taking over what others left ---------------------
 
