@@ -158,18 +158,20 @@ async def test_stale_version_or_if_match_is_409_and_current_ones_pass(api):
 # ---- PATCH: JSON merge patch ------------------------------------------------------------
 
 async def test_patch_merges_inputs_and_null_removes(api):
-    s = await create(api, cron(inputs={"message": "daily", "n": "2", "extra": "x"}))
+    s = await create(api, cron(inputs={"message": "daily", "n": "2", "text": "x"}))
     r = await api.patch(f"/schedule/{s['id']}", json={
-        "inputs": {"n": "3", "extra": None, "new": "y"}, "title": None},
+        "inputs": {"n": "3", "text": None}, "title": None},
         headers={**token(ALICE), **MERGE})
     assert r.status_code == 200, r.text
-    assert r.json()["inputs"] == {"message": "daily", "n": "3", "new": "y"}
+    # text removed: what the agent's form posts for an empty text field
+    assert r.json()["inputs"] == {"message": "daily", "n": "3", "text": ""}
     assert r.json()["title"] is None and r.json()["cron_expression"] == "0 9 * * MON-FRI"
     # plain JSON is accepted too; PUT replaces inputs as a whole
     r = await api.patch(f"/schedule/{s['id']}", json={"catchup": "skip"}, headers=token(ALICE))
     assert r.status_code == 200 and r.json()["catchup"] == "skip"
-    r = await api.put(f"/schedule/{s['id']}", json={"inputs": {"only": "1"}}, headers=token(ALICE))
-    assert r.json()["inputs"] == {"only": "1"}
+    r = await api.put(f"/schedule/{s['id']}", json={"inputs": {"message": "only"}},
+                      headers=token(ALICE))
+    assert r.json()["inputs"] == {"message": "only", "n": "", "text": ""}
 
 
 async def test_patch_retimes_a_cron_schedule(api):
@@ -252,7 +254,8 @@ async def test_every_change_is_recorded_with_who_and_old_and_new(api):
                        ("edit", ALICE), ("create", ALICE)]
     edit = {c["field"]: (c["old"], c["new"]) for c in log["items"][3]["changes"]}
     assert edit == {"title": ("Daily", "Renamed"),
-                    "inputs": ({"message": "daily", "n": "2"}, {"message": "daily", "n": "3"})}
+                    "inputs": ({"message": "daily", "n": "2", "text": ""},
+                               {"message": "daily", "n": "3", "text": ""})}
     pause = {c["field"]: (c["old"], c["new"]) for c in log["items"][2]["changes"]}
     assert pause == {"state": ("active", "paused")}
     assert log["items"][2]["at"].startswith("2027-03-01T08:01:00")

@@ -174,12 +174,13 @@ def test_an_expired_login_says_so(panel, auth_file):
 
 def test_create_list_show_pause_resume_run_runs_rm(as_admin):
     out = ok("create", "--flow", FLOW, "--in", "10m", "--timezone", "Europe/Berlin",
-             "--title", "cli once", "-i", "message=hello", "-i", "repeat=2")
+             "--title", "cli once", "-i", "message=hello", "-i", "n=2")
     first = out.splitlines()[0]
     assert first.startswith("created ")
     short = first.split()[1]
     assert "rule      once, at" in out and "(Europe/Berlin)" in out
-    assert '"message": "hello", "repeat": "2"' in out  # inputs as kodosumi's form posts them
+    # inputs as kodosumi's form posts them (checked against the agent's form)
+    assert '"n": "2", "message": "hello"' in out
 
     listed = ok("ls")
     header, *rows = listed.splitlines()
@@ -224,7 +225,7 @@ def test_create_from_a_yaml_file_with_the_schedules_file_names(as_admin, tmp_pat
     made = json.loads(ok("create", "-f", str(path), "--title", "the option wins", "--json"))
     assert made["schedule_type"] == "cron" and made["cron_expression"] == "0 8 * * MON"
     assert made["flow_url"] == FLOW_B and made["title"] == "the option wins"
-    assert made["inputs"] == {"message": "good morning"}
+    assert made["inputs"] == {"message": "good morning", "n": "", "text": ""}
     assert datetime.fromisoformat(made["next_run"]).astimezone(UTC).hour in (6, 7)
     json_file = tmp_path / "once.json"
     json_file.write_text(json.dumps({"flow_url": FLOW, "run_at": (
