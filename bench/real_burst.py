@@ -147,6 +147,9 @@ def main() -> None:
         print(f"slots: {args.slots} of 3 users + 1 of a fourth; KODO_TIMER_MAX_RUNNING="
               f"{args.max_running or 'none'}")
         print(f"outcomes: {dict(sorted(statuses.items()))}")
+        for r in runs.values():
+            if r["status"] not in ("finished", "error"):
+                print(f"  {r['status']}: {r.get('reason')}")
         if late:
             print(f"sent after the slot: p50 {statistics.median(late):.1f} s, "
                   f"max {max(late):.1f} s")
