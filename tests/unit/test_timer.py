@@ -511,28 +511,29 @@ async def test_following_keeps_clear_of_a_slot_claimed_ahead(store):
     assert launcher.status_calls == 1
 
 
-async def test_in_doubt_and_found_by_kodosumi_is_launched_and_not_sent_again(store):
+async def _fire_one(store, launcher):  # type: ignore[no-untyped-def]
+    """One due schedule fired by a timer with ``launcher``; its run as recorded."""
     row = await store.add_schedule(schedule())
-    launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="panel answered HTTP 502"),
-                            found=(Reconciled("found", fid="fid-k", reason="by marker"),))
     timer = make_timer(store, launcher)
     await timer.fire_due()
     await timer.drain()
+    return (await store.runs(row.id))[0][0]
+
+
+async def test_in_doubt_and_found_by_kodosumi_is_launched_and_not_sent_again(store):
+    launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="panel answered HTTP 502"),
+                            found=(Reconciled("found", fid="fid-k", reason="by marker"),))
+    run = await _fire_one(store, launcher)
     assert len(launcher.calls) == 1 and launcher.asked == launcher.markers
     assert launcher.excluded == [set()]  # no other run's execution to mistake for it
-    run = (await store.runs(row.id))[0][0]
     assert (run.status, run.fid) == ("launched", "fid-k")
     assert "HTTP 502" in run.reason and "by marker" in run.reason
 
 
 async def test_in_doubt_and_absent_in_kodosumi_is_sent_again_with_the_same_marker(store):
-    row = await store.add_schedule(schedule())
     launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="panel answered HTTP 500"))
-    timer = make_timer(store, launcher)
-    await timer.fire_due()
-    await timer.drain()
+    run = await _fire_one(store, launcher)
     assert len(launcher.calls) == 2 and len(set(launcher.markers)) == 1
-    run = (await store.runs(row.id))[0][0]
     assert (run.status, run.fid) == ("launched", "fid-2")
 
 
@@ -555,26 +556,17 @@ async def test_a_launch_in_doubt_is_never_taken_for_another_runs_execution(store
 
 
 async def test_in_doubt_that_kodosumi_cannot_settle_is_unknown_and_not_sent_again(store):
-    row = await store.add_schedule(schedule())
     launcher = FakeLauncher(LaunchOutcome("in_doubt", reason="no answer within 30 s"),
                             found=(Reconciled("cannot_tell", reason="panel unreachable"),))
-    timer = make_timer(store, launcher)
-    await timer.fire_due()
-    await timer.drain()
-    assert len(launcher.calls) == 1
-    run = (await store.runs(row.id))[0][0]
-    assert run.status == "unknown"
+    run = await _fire_one(store, launcher)
+    assert len(launcher.calls) == 1 and run.status == "unknown"
     assert "no answer within 30 s" in run.reason and "panel unreachable" in run.reason
 
 
 async def test_refused_for_good_is_failed_without_retry(store):
-    row = await store.add_schedule(schedule())
     launcher = FakeLauncher(LaunchOutcome("refused", reason="the panel refused the token"))
-    timer = make_timer(store, launcher)
-    await timer.fire_due()
-    await timer.drain()
-    assert len(launcher.calls) == 1
-    assert (await store.runs(row.id))[0][0].status == "failed"
+    run = await _fire_one(store, launcher)
+    assert len(launcher.calls) == 1 and run.status == "failed"
 
 
 async def test_a_claim_committed_as_the_connection_broke_is_launched_once_its_lease_ends(
