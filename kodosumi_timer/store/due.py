@@ -70,8 +70,11 @@ def _text(name: str, value: Any, nullable: bool = False) -> str | None:
 def _int(name: str, value: Any, low: int, nullable: bool = False) -> int | None:
     if value is None and nullable:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:  # also digits int() does not take, such as "²"
+            pass
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise _Bad(f"{name} is {value!r}, not a whole number of at least {low}")
     return value

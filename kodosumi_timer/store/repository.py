@@ -467,7 +467,7 @@ class Store:
                        type_coerce(SCHEDULES.c.version, String)).where(
             SCHEDULES.c.id.in_(wanted))
         async with self.engine.connect() as conn:
-            return {str(row[0]): (str(row[1]), int(row[2]) if str(row[2]).isdigit() else -1)
+            return {str(row[0]): (str(row[1]), _version(row[2]))
                     for row in await conn.execute(query)}
 
     async def active_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
@@ -805,6 +805,14 @@ class Store:
             await s.execute(delete(RunRow).where(RunRow.schedule_id == schedule_id))
             await s.execute(delete(ChangeRow).where(ChangeRow.schedule_id == schedule_id))
         return True
+
+def _version(raw: Any) -> int:
+    """A stored version as a number; garbage reads as -1 (never equal to a claim's)."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return -1
+
 
 async def open_store(url: str, migrate_schema: bool = True) -> Store:
     """Open the store at ``url`` and apply pending migrations (idempotent)."""

@@ -19,7 +19,7 @@ GARBAGE = st.one_of(
     st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
     st.text(max_size=30), st.sampled_from(["", "null", "{", "[1, 2]", "cron", "once",
                                             "2027-03-01 07:00:00", "Mars/Base", "* * *",
-                                            "0 0 30 2 *", "-1", "9999999999999"]),
+                                            "0 0 30 2 *", "-1", "9999999999999", "²"]),
     st.lists(st.integers(), max_size=3).map(json.dumps))
 
 # the id names the row; everything else the timer reads may hold garbage
