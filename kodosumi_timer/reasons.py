@@ -15,6 +15,7 @@ FOLLOW_LOST = "kodosumi does not know this execution"
 TIMER_ERROR = "timer error while launching: {error}"
 RECONCILED = "kodosumi answered {answer}; found its execution: {how}"
 NOT_FOUND_RETRIED = "kodosumi answered {answer} and shows no execution for this run; sent again"
+NOT_STARTED = "{answer}; kodosumi shows no execution of it"
 IN_DOUBT = "{answer}; whether kodosumi started it cannot be told: {why}"
 TAKEN_OVER = "taken over from timer {timer} whose claim expired"
 

@@ -229,9 +229,9 @@ class Launching:
         """Send the run's launch request, retrying only what is safe to retry."""
         schedule, run = claim.schedule, claim.run
         marker = run_marker(run)
-        sent_at = self.clock()
         outcome = LaunchOutcome("not_sent", reason="not attempted")
         for attempt in range(1, self.attempts + 1):
+            sent_at = self.clock()  # this attempt's: kodosumi is asked about this one
             try:
                 async with watched(f"the panel (launching {schedule.flow_url})"):
                     outcome = await self.launcher.launch(
@@ -254,11 +254,14 @@ class Launching:
                     return LaunchResult(run, RunStatus.LAUNCHED, self.clock(), found.fid,
                                         reasons.RECONCILED.format(answer=outcome.reason,
                                                                   how=found.reason or "marker"))
-                if found.kind == "cannot_tell" or last:
+                if found.kind == "cannot_tell":
                     return LaunchResult(run, RunStatus.UNKNOWN, self.clock(), None,
                                         reasons.IN_DOUBT.format(
                                             answer=outcome.reason,
-                                            why=found.reason or "no execution found")[:500])
+                                            why=found.reason or "no answer")[:500])
+                if last:  # kodosumi answered and shows none: it did not run
+                    return LaunchResult(run, RunStatus.FAILED, self.clock(), None,
+                                        reasons.NOT_STARTED.format(answer=outcome.reason))
             elif last or outcome.kind == "refused" and not outcome.retryable:
                 return LaunchResult(run, RunStatus.FAILED, self.clock(), None, outcome.reason)
             delay = self.backoff(attempt)

@@ -563,6 +563,22 @@ async def test_in_doubt_that_kodosumi_cannot_settle_is_unknown_and_not_sent_agai
     assert "no answer within 30 s" in run.reason and "panel unreachable" in run.reason
 
 
+async def test_in_doubt_every_time_and_absent_every_time_is_failed_not_unknown(store):
+    launcher = FakeLauncher(*[LaunchOutcome("in_doubt", reason="panel answered HTTP 500")] * 3)
+    clock = Clock(T0)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds=seconds + 70)  # each attempt waits for kodosumi's answer
+
+    row = await store.add_schedule(schedule())
+    timer = make_timer(store, launcher, clock=clock, sleep=sleep)
+    await timer.fire_due()
+    await timer.drain()
+    run = (await store.runs(row.id))[0][0]
+    assert len(launcher.calls) == 3 and len(launcher.asked) == 3
+    assert run.status == "failed" and "shows no execution" in run.reason
+
+
 async def test_refused_for_good_is_failed_without_retry(store):
     launcher = FakeLauncher(LaunchOutcome("refused", reason="the panel refused the token"))
     run = await _fire_one(store, launcher)
