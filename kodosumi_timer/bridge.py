@@ -196,7 +196,9 @@ class PanelLauncher:
     to ``window`` seconds after it, and says ``absent`` only ``settle`` seconds after
     the launch was sent: kodosumi's panel waits up to 60 s for the flow's Serve app, so
     a launch that timed out here can still start an execution that late, and its
-    spooler shows an execution a second or more after it started."""
+    spooler shows an execution a second or more after it started. While kodosumi cannot
+    be asked at all (down, restarting), it is asked again until ``patience`` seconds
+    after the launch: a restart of a few seconds must not leave the run ``unknown``."""
 
     HEADER = "KODOSUMI_API_KEY"
     PAGE = 50  # timeline items per query
@@ -205,8 +207,8 @@ class PanelLauncher:
     def __init__(self, panel_url: str, secret: str, token_ttl: int = 900,
                  timeout: float = 30.0, connections: int = 128, *,
                  connect_timeout: float = 10.0, settle: float = 65.0, window: float = 65.0,
-                 skew: float = 2.0, poll: float = 1.0, stream_timeout: float = 10.0,
-                 clock: Callable[[], datetime] = _utcnow,
+                 skew: float = 2.0, poll: float = 1.0, patience: float = 300.0,
+                 stream_timeout: float = 10.0, clock: Callable[[], datetime] = _utcnow,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.base = panel_url.rstrip("/")
         self.secret = secret
@@ -215,6 +217,7 @@ class PanelLauncher:
         self.connect_timeout = min(connect_timeout, timeout)
         self.connections = connections
         self.settle, self.window, self.skew, self.poll = settle, window, skew, poll
+        self.patience = max(patience, settle)
         self.stream_timeout = stream_timeout
         self.clock, self.sleep = clock, sleep
         self._session: aiohttp.ClientSession | None = None
@@ -295,12 +298,15 @@ class PanelLauncher:
         ``executions.py``): a match is by owner, flow, inputs and start time, and its
         ``reason`` says so. ``absent`` only once kodosumi answered and ``settle``
         seconds have passed since ``sent_at``."""
-        deadline = sent_at + timedelta(seconds=self.settle if settle is None else settle)
+        settled = sent_at + timedelta(seconds=self.settle if settle is None else settle)
+        given_up = max(settled, sent_at + timedelta(seconds=self.patience))
         while True:
+            deadline = settled
             try:
                 judgement = await self._look(flow_url, owner, inputs, sent_at, set(exclude))
             except _Unreadable as exc:
                 judgement = Judgement("unclear", reason=f"kodosumi did not answer: {exc}")
+                deadline = given_up
             if judgement.kind == "found":
                 return Reconciled("found", fid=judgement.fid, reason=judgement.reason)
             now = self.clock()

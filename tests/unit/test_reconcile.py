@@ -185,14 +185,48 @@ async def test_the_owners_timeline_is_paged(fake: Target):
     assert found.kind == "found" and found.fid == accepted_fids(fake)[0], found
 
 
-async def test_a_panel_that_does_not_answer_cannot_tell(fake: Target):
-    launcher = PanelLauncher("http://127.0.0.1:9", secret=SECRET, timeout=1, settle=0)
+def clocked(url: str, **options) -> tuple[PanelLauncher, list[float]]:
+    """A launcher whose clock advances only by what it sleeps."""
+    t0 = datetime.now(UTC)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    launcher = PanelLauncher(url, secret=SECRET, timeout=1, sleep=sleep,
+                             clock=lambda: t0 + timedelta(seconds=sum(slept)), **options)
+    return launcher, slept
+
+
+async def test_a_panel_that_does_not_answer_cannot_tell_after_the_patience(fake: Target):
+    launcher, slept = clocked("http://127.0.0.1:9", settle=3, patience=20)
     try:
         unclear = await launcher.find_launch(FLOW, OWNER, INPUTS, marker="m",
-                                             sent_at=datetime.now(UTC))
+                                             sent_at=launcher.clock())
     finally:
         await launcher.close()
     assert unclear.kind == "cannot_tell" and unclear.reason.startswith("kodosumi did not answer")
+    assert sum(slept) == 20, slept  # asked again until then, not only until the settle time
+
+
+async def test_a_panel_back_after_the_settle_time_is_still_asked(fake: Target):
+    """kodosumi restarting for longer than the settle time: the launch is judged once
+    it answers again, not left unknown."""
+    launcher, slept = clocked("http://127.0.0.1:9", settle=3, patience=60)
+    real_sleep = launcher.sleep
+
+    async def back_after_ten(seconds: float) -> None:
+        await real_sleep(seconds)
+        if sum(slept) >= 10:
+            launcher.base = fake.url  # it answers again
+    launcher.sleep = back_after_ten
+    try:
+        absent = await launcher.find_launch(FLOW, OWNER, INPUTS, marker="m",
+                                            sent_at=launcher.clock())
+    finally:
+        await launcher.close()
+    assert absent.kind == "absent", absent
+    assert sum(slept) == 10, slept
 
 
 # ---- error_reason against the fake ---------------------------------------------------
