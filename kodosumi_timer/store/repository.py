@@ -593,7 +593,12 @@ class Store:
                              "b_reason": r.reason, "b_fired": fired,
                              "b_finished": None if r.status in ACTIVE_RUN_STATES else r.at})
             schedule_rows.append({"b_schedule": r.run.schedule_id, "b_fid": r.fid,
-                                  "b_status": r.status, "b_at": r.at})
+                                  "b_status": r.status, "b_at": r.at, "b_run": r.run.id})
+        # the schedule mirrors only results that were written: its run is this timer's,
+        # now in the result's status with no lease left
+        written = select(RUNS.c.id).where(
+            RUNS.c.id == bindparam("b_run"), RUNS.c.timer_id == timer_id,
+            RUNS.c.status == bindparam("b_status"), RUNS.c.lease_until.is_(None)).exists()
         async with self.engine.begin() as conn:
             await conn.execute(
                 # (no IN list: executemany takes no expanding parameters)
@@ -607,7 +612,8 @@ class Store:
                                            bindparam("b_fired", type_=UTCDateTime)),
                     finished_at=bindparam("b_finished"), lease_until=None), run_rows)
             await conn.execute(
-                update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
+                update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule"),
+                                        written).values(
                     last_fid=func.coalesce(bindparam("b_fid"), SCHEDULES.c.last_fid),
                     last_status=bindparam("b_status"), updated=bindparam("b_at")),
                 schedule_rows)

@@ -236,6 +236,8 @@ async def test_only_the_holder_sends_a_run_and_records_its_result(store):
     assert await store.start_sending("b", [claim.run.id], T0, T0 + LEASE) == set()
     await store.record_launches([LaunchResult(claim.run, "launched", T0, "fx")], "b")
     assert (await store.runs(row.id))[0][0].status == "queued"  # not b's to record
+    back = await store.get_schedule(row.id)  # nor is the schedule's mirror of it
+    assert back.last_fid is None and back.last_status != "launched", back
     assert await store.start_sending("a", [claim.run.id], T0, T0 + LEASE) == {claim.run.id}
     assert await store.start_sending("a", [claim.run.id], T0, T0 + LEASE) == set()  # once
 
