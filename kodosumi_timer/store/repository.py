@@ -553,18 +553,26 @@ class Store:
         async with self.session() as s:
             return list((await s.execute(query)).scalars().all())
 
-    async def take_over(self, run: RunRow, timer_id: str, now: datetime,
-                        lease_until: datetime) -> bool:
-        """Take a run whose lease expired from the timer that held it (one taker wins)."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(RUNS).where(RUNS.c.id == run.id, RUNS.c.timer_id == run.timer_id,
-                                   RUNS.c.status == run.status, RUNS.c.lease_until < now)
-                .values(timer_id=timer_id, lease_until=lease_until))
-            if result.rowcount != 1:
-                return False
-        run.timer_id, run.lease_until = timer_id, lease_until
-        return True
+    async def take_over(self, runs: Sequence[RunRow], timer_id: str, now: datetime,
+                        lease_until: datetime) -> list[RunRow]:
+        """Take runs whose lease expired from the timers that held them, in one statement
+        per 500 (one taker wins each: a run renewed, taken or recorded meanwhile has a
+        lease in the future or none). Returns those taken, in their current status."""
+        by_id = {run.id: run for run in runs}
+        ids, taken = list(by_id), []
+        for start in range(0, len(ids), 500):
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(RUNS).where(RUNS.c.id.in_(ids[start:start + 500]),
+                                       RUNS.c.status.in_(("queued", "launching")),
+                                       RUNS.c.lease_until < now)
+                    .values(timer_id=timer_id, lease_until=lease_until)
+                    .returning(RUNS.c.id, RUNS.c.status))
+                for run_id, status in result.all():
+                    run = by_id[run_id]
+                    run.timer_id, run.lease_until, run.status = timer_id, lease_until, status
+                    taken.append(run)
+        return taken
 
     async def requeue(self, run: RunRow, timer_id: str) -> bool:
         """A run found not to have reached kodosumi goes back to ``queued`` (still held

@@ -328,14 +328,12 @@ class Timer:
         now = self.clock()
         mine = set(self._launches.values())
         expired = [r for r in await self.store.expired_claims(now) if r.id not in mine]
-        taken: list[RunRow] = []
-        for run in expired:
-            previous = run.timer_id
-            if await self.store.take_over(run, self.timer_id, now, now + self.lease):
-                log.warning("run %s (schedule %s slot %s, %s) taken over from timer %s "
-                            "whose lease expired", run.id, run.schedule_id, run.slot,
-                            run.status, previous)
-                taken.append(run)
+        previous = {run.id: run.timer_id for run in expired}
+        taken = await self.store.take_over(expired, self.timer_id, now, now + self.lease)
+        for run in taken:
+            log.warning("run %s (schedule %s slot %s, %s) taken over from timer %s whose "
+                        "lease expired", run.id, run.schedule_id, run.slot, run.status,
+                        previous[run.id])
         queued = [r for r in taken if r.status == RunStatus.QUEUED]
         if queued:
             await self._launch_held(queued, check_owner=False)

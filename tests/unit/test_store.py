@@ -250,9 +250,11 @@ async def test_a_lease_that_ran_out_is_taken_over_by_one_timer(store):
     later = T0 + timedelta(seconds=31)
     expired = await store.expired_claims(later)
     assert sorted(r.status for r in expired) == ["launching", "queued"]
-    taken = await asyncio.gather(*[store.take_over(r, t, later, later + LEASE)
-                                   for r in expired for t in ("x", "y")])
-    assert sum(taken) == 2
+    taken = await asyncio.gather(*[store.take_over(expired, t, later, later + LEASE)
+                                   for t in ("x", "y", "z")])
+    ids = [run.id for t in taken for run in t]
+    assert sorted(ids) == sorted(r.id for r in expired)  # each taken once, by one taker
+    assert {r.status for r in expired} == {"queued", "launching"}
     assert await store.expired_claims(later) == []
     # a live timer keeps its leases
     [live] = await store.claim_many(_requests([await store.add_schedule(schedule())]), T0,
