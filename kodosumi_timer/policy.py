@@ -39,7 +39,8 @@ class Plan:
 
     fire: datetime | None
     missed: list[datetime] = field(default_factory=list)
-    missed_more: int = 0
+    # slots after the last of the first MAX_MISSED_RECORDED were missed too, uncounted
+    missed_more: bool = False
     next_run: datetime | None = None
     end_note: str | None = None
 
@@ -69,20 +70,17 @@ def plan(due: Due, now: datetime) -> Plan:
         raise ValueError("plan() called for a schedule that is not due")
     if due.end_at is not None and due.next_run > due.end_at:
         return Plan(fire=None, next_run=None, end_note=f"end_at {due.end_at.isoformat()} reached")
-    # every slot from next_run up to now, oldest first
-    slots = [due.next_run]
-    more = 0
-    following = _next_after(due, due.next_run)
-    while following is not None and following <= now:
-        if due.end_at is not None and following > due.end_at:
-            break
-        if len(slots) < MAX_MISSED_RECORDED + 1:
-            slots.append(following)
-        else:
-            more += 1
-            if more > 100_000:  # give up counting a long outage slot by slot
-                break
-        following = _next_after(due, following)
+    until = now if due.end_at is None else min(now, due.end_at)
+    # the slots from next_run up to now, oldest first: after a long outage the first
+    # ones and the latest, without walking every slot between
+    slots = [due.next_run,
+             *_slots_between(due, due.next_run, until, MAX_MISSED_RECORDED - 1)]
+    more = False
+    if len(slots) == MAX_MISSED_RECORDED:
+        latest = _latest_slot(due, slots[-1], until)
+        if latest is not None:
+            slots.append(latest)
+            more = True
     latest = slots[-1]
     if too_late(latest, now, due.catchup, due.catchup_window):
         fire = None
@@ -93,6 +91,31 @@ def plan(due: Due, now: datetime) -> Plan:
     nxt = _next_after(due, now) if due.schedule_type == "cron" else None
     nxt, note = _end(due, nxt, 1 if fire is not None else 0)
     return Plan(fire=fire, missed=missed, missed_more=more, next_run=nxt, end_note=note)
+
+
+def _slots_between(due: Due, after: datetime, until: datetime, limit: int) -> list[datetime]:
+    """The rule's slots in (``after``, ``until``], at most ``limit``."""
+    if due.schedule_type != "cron" or due.cron_expression is None:
+        return []
+    found = next_fire_times(due.cron_expression, due.timezone, after, limit)
+    return [slot for slot in found if slot <= until]
+
+
+def _latest_slot(due: Due, after: datetime, until: datetime) -> datetime | None:
+    """The rule's last slot in (``after``, ``until``], looked for in widening windows
+    before ``until`` (a minutely rule is found in the last hour, a yearly one within
+    a few years): never every slot since ``after``."""
+    for back in (timedelta(hours=1), timedelta(days=2), timedelta(days=32),
+                 timedelta(days=367), timedelta(days=366 * 30)):
+        start = max(after, until - back)
+        latest = None
+        while window := _slots_between(due, start, until, 64):
+            latest, start = window[-1], window[-1]
+            if len(window) < 64:
+                break
+        if latest is not None or start == after:
+            return latest
+    return None
 
 
 def too_late(slot: datetime, now: datetime, catchup: str, window: int) -> bool:

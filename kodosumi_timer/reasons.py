@@ -1,6 +1,8 @@
 """Every reason text the timer writes into a run's history, in one place."""
 
 MISSED = "the timer was not running at this time"
+MISSED_UNCOUNTED = (MISSED + "; so were the later slots up to the last one recorded (not "
+                    "recorded one by one)")
 MISSED_LATE = ("due to be sent {late:.0f} s after its slot, beyond catchup_window "
                "({window} s; catchup=skip)")
 OVERLAP = "the previous execution was still running (overlap=skip)"

@@ -106,7 +106,7 @@ class ClaimRequest:
     slot: datetime
     next_run: datetime | None
     end_note: str | None
-    missed: Sequence[datetime] = ()
+    missed: Sequence[tuple[datetime, str]] = ()  # slots before it, each with its reason
 
 
 @dataclass
@@ -309,7 +309,7 @@ class Store:
         now: datetime,
         next_run: datetime | None,
         end_note: str | None,
-        missed: Sequence[datetime] = (),
+        missed: Sequence[tuple[datetime, str]] = (),
         trigger: str = "timer",
         timer_id: str | None = None,
         lease_until: datetime | None = None,
@@ -334,9 +334,9 @@ class Store:
             async with self.session.begin() as s:
                 if not await self._advance(s, schedule, values):
                     return None
-                for missed_slot in missed:
+                for missed_slot, why in missed:
                     s.add(RunRow(**self._run_values(schedule, missed_slot, "missed", now,
-                                                    timer_id, reason=reasons.MISSED)))
+                                                    timer_id, reason=why)))
                 run = RunRow(**self._run_values(schedule, slot, "queued", now, timer_id,
                                                 trigger=trigger, lease_until=lease_until))
                 s.add(run)
@@ -397,8 +397,8 @@ class Store:
             if not won:
                 return []
             missed_rows = [self._run_values(r.schedule, slot, "missed", now, timer_id,
-                                            reason=reasons.MISSED)
-                           for r in won for slot in r.missed]
+                                            reason=why)
+                           for r in won for slot, why in r.missed]
             if missed_rows:
                 await conn.execute(insert(RUNS), missed_rows)
             rows = [self._run_values(r.schedule, r.slot, "queued", now, timer_id,

@@ -69,6 +69,9 @@ class Planner:
         # a slot claimed ahead is planned as of its own instant
         plan = policy.plan(due, max(now, schedule.next_run))
         missed = [(slot, "missed", reasons.MISSED) for slot in plan.missed]
+        if plan.missed_more:  # the gap after the first recorded ones is said once
+            cut = policy.MAX_MISSED_RECORDED - 1
+            missed[cut] = (missed[cut][0], "missed", reasons.MISSED_UNCOUNTED)
         if not schedule.system:
             reason = reasons.owner_reason(states.get(schedule.owner, "missing"))
             if reason is not None:
@@ -91,4 +94,5 @@ class Planner:
             log.info("schedule %s slot %s skipped: previous execution still running",
                      schedule.id, plan.fire)
             return None
-        return ClaimRequest(schedule, plan.fire, plan.next_run, plan.end_note, plan.missed)
+        return ClaimRequest(schedule, plan.fire, plan.next_run, plan.end_note,
+                            [(slot, why) for slot, _, why in missed])

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kodosumi_timer.policy import Due, plan, retry_delay
+from kodosumi_timer.policy import MAX_MISSED_RECORDED, Due, plan, retry_delay
 
 T = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -56,10 +56,29 @@ def test_end_at_ends():
     assert p.fire == T and p.next_run is None and "end_at" in (p.end_note or "")
 
 
-def test_long_outage_is_bounded():
-    due = Due("cron", next_run=T, cron_expression="* * * * *")
-    p = plan(due, T + timedelta(days=30))
-    assert p.fire is not None and len(p.missed) <= 500 and p.missed_more > 0
+START = datetime(2026, 1, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("expression, latest, now", [
+    ("* * * * *", START + timedelta(days=30), START + timedelta(days=30, seconds=30)),
+    ("0 9 * * *", START + timedelta(days=1000), START + timedelta(days=1000, hours=1)),
+    ("0 9 1 1 *", datetime(2626, 1, 1, 9, tzinfo=UTC), datetime(2626, 1, 1, 10, tzinfo=UTC)),
+])
+def test_a_long_outage_fires_the_latest_slot_and_records_the_first_missed(
+        expression, latest, now):
+    p = plan(Due("cron", next_run=START, cron_expression=expression), now)
+    assert p.fire == latest
+    assert len(p.missed) == MAX_MISSED_RECORDED and p.missed_more
+    assert p.missed[0] == START and p.missed == sorted(set(p.missed))
+    assert p.missed[-1] < latest
+
+
+def test_a_long_outage_under_skip_records_the_latest_as_missed():
+    due = Due("cron", next_run=T, cron_expression="*/5 * * * *", catchup="skip")
+    now = T + timedelta(days=10, minutes=2)
+    p = plan(due, now)
+    assert p.fire is None and p.missed_more
+    assert p.missed[-1] == T + timedelta(days=10) and len(p.missed) == MAX_MISSED_RECORDED + 1
 
 
 def test_retry_delay_grows_and_is_capped():

@@ -174,7 +174,7 @@ def _requests(rows, next_run=None):
     from kodosumi_timer.store.repository import ClaimRequest
 
     return [ClaimRequest(r, T0, next_run, "ran once" if next_run is None else None,
-                         missed=[T0 - timedelta(minutes=1)]) for r in rows]
+                         missed=[(T0 - timedelta(minutes=1), "missed")]) for r in rows]
 
 
 async def test_batch_claims_race_and_fire_once(store):

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kodosumi_timer import reasons
 from kodosumi_timer.bridge import LaunchOutcome, Reconciled
+from kodosumi_timer.policy import MAX_MISSED_RECORDED
 from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer, TimerConfig
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
@@ -139,6 +141,25 @@ async def test_cron_schedule_catches_up_once(store):
         (T0 + timedelta(minutes=20), "launched")]
     back = await store.get_schedule(row.id)
     assert back.next_run == T0 + timedelta(minutes=30) and back.state == "active"
+
+
+async def test_a_month_long_outage_fires_the_latest_and_says_what_was_not_recorded(store):
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            run_at=None))
+    launcher = FakeLauncher()
+    now = T0 + timedelta(days=30, seconds=5)
+    timer = make_timer(store, launcher, clock=Clock(now))
+    await timer.fire_due()
+    await timer.drain()
+    assert len(launcher.calls) == 1
+    runs, total = await store.runs(row.id, limit=1000)
+    assert total == MAX_MISSED_RECORDED + 1
+    launched = [r for r in runs if r.status == "launched"]
+    assert [r.slot for r in launched] == [T0 + timedelta(days=30)]
+    missed = sorted(r.slot for r in runs if r.status == "missed")
+    assert missed[0] == T0 and len(missed) == MAX_MISSED_RECORDED
+    last = next(r for r in runs if r.slot == missed[-1])
+    assert last.reason == reasons.MISSED_UNCOUNTED
 
 
 async def test_loop_wakes_up_for_a_new_schedule(store):
