@@ -69,6 +69,11 @@ class Reconciled:
     reason: str | None = None
 
 
+class Unanswered(Exception):
+    """kodosumi could not be asked (no answer, an error status, an unreadable answer);
+    the message says which."""
+
+
 class Launcher(Protocol):
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
                      marker: str) -> LaunchOutcome: ...
@@ -178,10 +183,6 @@ def outcome_of(status_code: int, text: str, flow_url: str,
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _Unreadable(Exception):
-    """kodosumi did not answer a query (its reason is the message)."""
 
 
 class PanelLauncher:
@@ -304,7 +305,7 @@ class PanelLauncher:
             deadline = settled
             try:
                 judgement = await self._look(flow_url, owner, inputs, sent_at, set(exclude))
-            except _Unreadable as exc:
+            except Unanswered as exc:
                 judgement = Judgement("unclear", reason=f"kodosumi did not answer: {exc}")
                 deadline = given_up
             if judgement.kind == "found":
@@ -354,7 +355,7 @@ class PanelLauncher:
                                         {"pp": str(self.PAGE), "offset": offset})
             items = page.get("items") if isinstance(page, dict) else None
             if not isinstance(items, list):
-                raise _Unreadable("its timeline answered without items")
+                raise Unanswered("its timeline answered without items")
             for item in items:
                 fid = item.get("fid") if isinstance(item, dict) else None
                 started = fid_time(fid) if isinstance(fid, str) else None
@@ -367,7 +368,7 @@ class PanelLauncher:
             if len(items) < self.PAGE:
                 return found
             offset = items[-1]["fid"]
-        raise _Unreadable(f"more than {self.PAGE * self.MAX_PAGES} executions of the owner "
+        raise Unanswered(f"more than {self.PAGE * self.MAX_PAGES} executions of the owner "
                           "then")
 
     async def _get_json(self, path: str, owner: str, params: dict[str, str]) -> Any:
@@ -375,10 +376,10 @@ class PanelLauncher:
             async with self.session().get(self.base + path, params=params,
                                           headers=self._headers(owner)) as response:
                 if response.status != 200:
-                    raise _Unreadable(f"{path} answered HTTP {response.status}")
+                    raise Unanswered(f"{path} answered HTTP {response.status}")
                 return await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise _Unreadable(f"{path}: {exc.__class__.__name__}") from exc
+            raise Unanswered(f"{path}: {exc.__class__.__name__}") from exc
 
     async def _status_body(self, fid: str, owner: str) -> dict[str, Any] | None:
         try:
@@ -392,10 +393,23 @@ class PanelLauncher:
         return body if isinstance(body, dict) else None
 
     async def status(self, fid: str, owner: str) -> str | None:
-        """The execution's kodosumi status, or None while the panel does not know it yet."""
-        body = await self._status_body(fid, owner)
-        status = body.get("status") if body else None
-        return status if isinstance(status, str) else None
+        """The execution's kodosumi status; None when kodosumi answers that it does not
+        know it (404). Raises ``Unanswered`` when it cannot be asked (no answer, 5xx, an
+        answer without a status): that says nothing about the execution."""
+        try:
+            async with self.session().get(f"{self.base}/outputs/status/{fid}",
+                                          headers=self._headers(owner)) as response:
+                if response.status == 404:
+                    return None
+                if response.status != 200:
+                    raise Unanswered(f"HTTP {response.status}")
+                body = await response.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Unanswered(exc.__class__.__name__) from exc
+        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(status, str):
+            raise Unanswered("an answer without a status")
+        return status
 
     async def error_reason(self, fid: str, owner: str) -> str | None:
         """The agent's final error line from the execution's event stream (the last

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from kodosumi_timer import reasons
-from kodosumi_timer.bridge import Launcher
+from kodosumi_timer.bridge import Launcher, Unanswered
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.repository import RunChange
@@ -15,7 +15,8 @@ from kodosumi_timer.timer.pacing import Pacer
 
 log = logging.getLogger("kodosumi_timer.timer")
 
-# an execution kodosumi still does not know after this long is recorded unknown
+# an execution kodosumi answers it does not know after this long is recorded unknown
+# (while kodosumi cannot be asked at all, nothing is concluded)
 FOLLOW_GIVE_UP = timedelta(minutes=10)
 # a follow round polls at most this many executions; more are walked round-robin
 FOLLOW_PAGE = 200
@@ -26,6 +27,7 @@ FOLLOW_MAX_SPACING = 60.0
 FOLLOW_AT_LEAST = 10.0
 # status requests of one round in flight at once
 FOLLOW_CONCURRENCY = 16
+UNANSWERED = "(no answer)"
 
 
 def poll_spacing(age: float) -> float:
@@ -80,6 +82,7 @@ class Follower:
                 if run.status != RunStatus.RUNNING:
                     changes.append(RunChange(run, RunStatus.RUNNING, now))
             elif status is None and run.fired_at and now - run.fired_at > FOLLOW_GIVE_UP:
+                # kodosumi answered, for ten minutes, that it does not know it
                 changes.append(RunChange(run, RunStatus.UNKNOWN, now, reasons.FOLLOW_LOST))
         await self.store.finish_runs(changes)
         ended = [c.run.owner for c in changes if c.status != RunStatus.RUNNING]
@@ -88,9 +91,15 @@ class Follower:
         return len(ended)
 
     async def _status(self, run: RunRow) -> str | None:
+        """kodosumi's status of the run's execution; None: kodosumi does not know it;
+        UNANSWERED: kodosumi could not be asked."""
         assert run.fid is not None
-        async with self._requests:
-            return await self.launcher.status(run.fid, run.owner)
+        try:
+            async with self._requests:
+                return await self.launcher.status(run.fid, run.owner)
+        except Unanswered as exc:
+            log.debug("status of %s not read: %s", run.fid, exc)
+            return UNANSWERED
 
     async def _error_reason(self, run: RunRow) -> str | None:
         """The agent's own last error line, from kodosumi's events."""

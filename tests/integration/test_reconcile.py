@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bench._common import BENCH, PY, start_child, wait_http
-from kodosumi_timer.bridge import PanelLauncher
+from kodosumi_timer.bridge import PanelLauncher, Unanswered
 from kodosumi_timer.devstack import free_port
 from kodosumi_timer.fullstack import FullStack
 
@@ -40,11 +40,19 @@ def proxy(stack: FullStack, tmp_path) -> Iterator[str]:
         child.stop()
 
 
+async def status_or_none(launcher: PanelLauncher, fid: str, owner: str) -> str | None:
+    """The status, None while kodosumi does not know it or is too busy to answer."""
+    try:
+        return await launcher.status(fid, owner)
+    except Unanswered:
+        return None
+
+
 async def visible(launcher: PanelLauncher, fid: str, owner: str, timeout: float = 30) -> str:
     """The execution's status once the spooler has written it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = await launcher.status(fid, owner)
+        status = await status_or_none(launcher, fid, owner)
         if status is not None:
             return status
         await asyncio.sleep(0.25)
@@ -105,7 +113,7 @@ async def test_the_failing_agents_error_line_is_read_back(stack, new_user):
                                         marker="ktimer-e-1-1")
         assert outcome.kind == "launched", outcome
         deadline = time.monotonic() + 60
-        while await launcher.status(outcome.fid, user.role_id) != "error":
+        while await status_or_none(launcher, outcome.fid, user.role_id) != "error":
             assert time.monotonic() < deadline, "the failing agent did not end in error"
             await asyncio.sleep(0.25)
         started = time.monotonic()

@@ -5,7 +5,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kodosumi_timer.bridge import LaunchOutcome, Reconciled
+from kodosumi_timer.bridge import LaunchOutcome, Reconciled, Unanswered
 from kodosumi_timer.store.repository import new_id
 from kodosumi_timer.store.tables import ScheduleRow
 
@@ -75,6 +75,7 @@ class FakeLauncher:
         self.errors: dict[str, str] = {}
         self.status_calls = 0
         self.polled: list[str] = []  # fids asked for, in order
+        self.unanswered = False  # status: kodosumi cannot be asked
 
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
                      marker: str) -> LaunchOutcome:
@@ -96,6 +97,8 @@ class FakeLauncher:
     async def status(self, fid: str, owner: str) -> str | None:
         self.status_calls += 1
         self.polled.append(fid)
+        if self.unanswered:
+            raise Unanswered("ServerDisconnectedError")
         return self.statuses.get(fid)
 
     async def error_reason(self, fid: str, owner: str) -> str | None:

@@ -118,6 +118,25 @@ async def test_follow_records_final_status(store):
     assert (await store.get_schedule(row.id)).last_status == "error"
 
 
+async def test_unknown_only_once_kodosumi_said_for_ten_minutes_it_does_not_know_it(store):
+    """A panel that cannot be asked says nothing about the execution: after eleven
+    minutes of no answers the run is still launched; kodosumi answering that it does not
+    know the execution is what makes it unknown."""
+    row = await store.add_schedule(schedule())
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.unanswered = True
+    clock.advance(minutes=11)
+    assert await timer.follow() == 0 and launcher.status_calls == 1
+    assert (await store.runs(row.id))[0][0].status == "launched"
+    launcher.unanswered = False  # it answers again: no such execution
+    assert await make_timer(store, launcher, clock=clock).follow() == 1
+    run = (await store.runs(row.id))[0][0]
+    assert run.status == "unknown" and run.reason == reasons.FOLLOW_LOST
+
+
 async def test_two_timers_never_double_fire(store):
     rows = [await store.add_schedule(schedule()) for _ in range(30)]
     l1, l2 = FakeLauncher(), FakeLauncher()
