@@ -42,7 +42,9 @@ from .cronfields import (
 )
 
 __all__ = [
+    "DEBIAN",
     "CronError",
+    "DstPolicy",
     "FireTime",
     "NaiveDatetimeError",
     "TimezoneError",
@@ -79,6 +81,28 @@ class NaiveDatetimeError(ValueError):
     """``after`` had no time zone; ``field`` is "after"."""
 
     field = "after"
+
+
+@dataclass(frozen=True, slots=True)
+class DstPolicy:
+    """What a schedule does at DST changes, overriding the Debian rules per schedule.
+
+    ``gap``: a wall time the clock skips fires once when the gap ends (``shift``) or not
+    at all (``skip``). ``repeat``: a wall time the clock shows twice fires at its first
+    occurrence only (``once``) or at both (``twice``). None keeps Debian's choice for the
+    expression (fixed-time jobs: shift, once; wildcard jobs: skip, twice)."""
+
+    gap: str | None = None  # shift | skip
+    repeat: str | None = None  # once | twice
+
+    def shifts_gap(self, spec: CronSpec) -> bool:
+        return not spec.wildcard if self.gap is None else self.gap == "shift"
+
+    def repeats(self, spec: CronSpec) -> bool:
+        return spec.wildcard if self.repeat is None else self.repeat == "twice"
+
+
+DEBIAN = DstPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,12 +265,14 @@ def _next_wall(spec: CronSpec, low: int) -> int | None:
         mday = 0
 
 
-def _next_fire(spec: CronSpec, zone: tzinfo, ts: int) -> tuple[int, int | None] | None:
+def _next_fire(spec: CronSpec, zone: tzinfo, ts: int,
+               dst: DstPolicy = DEBIAN) -> tuple[int, int | None] | None:
     """The first fire instant strictly after ``ts`` as (instant, gap wall) where gap wall
-    is the first skipped wall time when a fixed-time job moved to a gap's end, else None."""
+    is the first skipped wall time when a job moved to a gap's end, else None."""
+    shift_gap, twice = dst.shifts_gap(spec), dst.repeats(spec)
     offset = _offset_at(zone, ts)
     low = ts + offset  # candidates: wall times strictly after this
-    if not spec.wildcard:
+    if not twice:
         high_water = _fold_high_water(zone, ts)
         if high_water is not None:
             low = max(low, high_water - 1)
@@ -261,12 +287,12 @@ def _next_fire(spec: CronSpec, zone: tzinfo, ts: int) -> tuple[int, int | None] 
             return instant, None
         at, _, new_offset = change
         if new_offset > offset:  # gap: wall times [at + offset, at + new_offset) never occur
-            if not spec.wildcard and wall < at + new_offset:
+            if shift_gap and wall < at + new_offset:
                 return at, wall
             low = max(low, at + new_offset - 1)
-        elif spec.wildcard:  # fold: the wall clock repeats from at + new_offset
+        elif twice:  # fold: the wall clock repeats from at + new_offset
             low = at + new_offset - 1
-        # a fixed-time job keeps ``wall``: it lies beyond the repeated stretch
+        # a job firing once keeps ``wall``: it lies beyond the repeated stretch
         offset, current = new_offset, at
 
 
@@ -281,8 +307,8 @@ def _start(after: datetime) -> int:
     return ts
 
 
-def _fires(expression: str, timezone: str, after: datetime,
-           count: int) -> tuple[CronSpec, ZoneInfo, list[tuple[int, int | None]]]:
+def _fires(expression: str, timezone: str, after: datetime, count: int,
+           dst: DstPolicy = DEBIAN) -> tuple[CronSpec, ZoneInfo, list[tuple[int, int | None]]]:
     spec = parse(expression)
     zone = parse_zone(timezone)
     ts = _start(after)
@@ -290,7 +316,7 @@ def _fires(expression: str, timezone: str, after: datetime,
         raise ValueError("count must not be negative")
     fires: list[tuple[int, int | None]] = []
     while len(fires) < count and ts < _END_TS:
-        fire = _next_fire(spec, zone, ts)
+        fire = _next_fire(spec, zone, ts, dst)
         if fire is None:
             break
         fires.append(fire)
@@ -299,14 +325,14 @@ def _fires(expression: str, timezone: str, after: datetime,
 
 
 def next_fire_times(expression: str, timezone: str, after: datetime,
-                    count: int = 1) -> list[datetime]:
+                    count: int = 1, dst: DstPolicy = DEBIAN) -> list[datetime]:
     """The next ``count`` fire times of ``expression`` in ``timezone`` after ``after``.
 
     Returns aware UTC datetimes, strictly after ``after`` and strictly increasing (fewer
     than ``count`` only past the year 9998). ``after`` must be timezone-aware. Raises
     :class:`CronError` or :class:`TimezoneError` (both ``ValueError``) for bad input.
     """
-    return [_utc(ts) for ts, _ in _fires(expression, timezone, after, count)[2]]
+    return [_utc(ts) for ts, _ in _fires(expression, timezone, after, count, dst)[2]]
 
 
 def _hhmm(moment: datetime) -> str:
@@ -332,10 +358,11 @@ def _gap_note(spec: CronSpec, zone: ZoneInfo, at: int, wall: int) -> str:
             f"{once} at {_hhmm(local)} {local.tzname()}")
 
 
-def preview(expression: str, timezone: str, after: datetime, count: int = 5) -> list[FireTime]:
+def preview(expression: str, timezone: str, after: datetime, count: int = 5,
+            dst: DstPolicy = DEBIAN) -> list[FireTime]:
     """Like :func:`next_fire_times`, with each instant also on the zone's wall clock and
-    a ``dst_note`` where a fixed-time job was moved to the end of a DST gap."""
-    spec, zone, fires = _fires(expression, timezone, after, count)
+    a ``dst_note`` where a job was moved to the end of a DST gap."""
+    spec, zone, fires = _fires(expression, timezone, after, count, dst)
     return [FireTime(utc=_utc(ts), local=_utc(ts).astimezone(zone),
                      dst_note=None if wall is None else _gap_note(spec, zone, ts, wall))
             for ts, wall in fires]

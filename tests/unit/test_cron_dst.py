@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kodosumi_timer.cron import (
+    DstPolicy,
     next_fire_times,
     parse_zone,
     preview,
@@ -300,3 +301,44 @@ def test_zone_year_matches_an_hourly_scan(key: str, year: int) -> None:
         moment, offset = following, new_offset
     _, instants, _, _ = cron._zone_year(zone, year)
     assert [cron._utc(t) for t in instants] == expected
+
+
+# ---- per-schedule DST policy (issue 13): gap shift|skip, repeat once|twice -------------
+
+def _z(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("expression, dst, expected", [
+    # 02:30 does not exist on 03-28: Debian (fixed time) fires at the gap's end
+    ("30 2 * * *", DstPolicy(), [_z(2027, 3, 27, 1, 30), _z(2027, 3, 28, 1, 0),
+                                 _z(2027, 3, 29, 0, 30)]),
+    ("30 2 * * *", DstPolicy(gap="skip"), [_z(2027, 3, 27, 1, 30), _z(2027, 3, 29, 0, 30),
+                                           _z(2027, 3, 30, 0, 30)]),
+    # a wildcard job skips the missing 02:00 and 02:30 by Debian; shifted, it fires once
+    # at 03:00 for them and its own 03:00
+    ("*/30 * * * *", DstPolicy(), [_z(2027, 3, 28, 0, 30), _z(2027, 3, 28, 1, 0),
+                                   _z(2027, 3, 28, 1, 30)]),
+    ("*/30 * * * *", DstPolicy(gap="shift"), [_z(2027, 3, 28, 0, 30), _z(2027, 3, 28, 1, 0),
+                                              _z(2027, 3, 28, 1, 30)]),
+    # 02:30 occurs twice on 10-31 (00:30Z CEST, 01:30Z CET)
+    ("30 2 * * *", DstPolicy(), [_z(2027, 10, 30, 0, 30), _z(2027, 10, 31, 0, 30),
+                                 _z(2027, 11, 1, 1, 30)]),
+    ("30 2 * * *", DstPolicy(repeat="twice"), [_z(2027, 10, 30, 0, 30), _z(2027, 10, 31, 0, 30),
+                                               _z(2027, 10, 31, 1, 30)]),
+    ("*/30 * * * *", DstPolicy(), [_z(2027, 10, 31, 0, 0), _z(2027, 10, 31, 0, 30),
+                                   _z(2027, 10, 31, 1, 0), _z(2027, 10, 31, 1, 30)]),
+    ("*/30 * * * *", DstPolicy(repeat="once"), [_z(2027, 10, 31, 0, 0), _z(2027, 10, 31, 0, 30),
+                                                _z(2027, 10, 31, 2, 0), _z(2027, 10, 31, 2, 30)]),
+])
+def test_a_schedules_dst_policy_overrides_the_debian_rules(expression, dst, expected):
+    after = expected[0] - timedelta(seconds=1)
+    assert next_fire_times(expression, "Europe/Berlin", after, len(expected), dst) == expected
+
+
+def test_the_default_policy_is_debians():
+    after = _z(2027, 1, 1)
+    for expression in ("30 2 * * *", "*/30 * * * *", "0 2 * * 0"):
+        for zone in ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe"):
+            assert next_fire_times(expression, zone, after, 400, DstPolicy()) == \
+                next_fire_times(expression, zone, after, 400)
