@@ -7,9 +7,10 @@ here so they can be tested with plain values.
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from kodosumi_timer.cron import next_fire_times
+from kodosumi_timer.cron import DEBIAN, DstPolicy
+from kodosumi_timer.rules import Rule
 
 # at most this many missed slots of one catch-up are recorded one by one
 MAX_MISSED_RECORDED = 500
@@ -28,6 +29,15 @@ class Due:
     end_at: datetime | None = None
     max_runs: int | None = None
     run_count: int = 0
+    every: int | None = None
+    anchor: datetime | None = None
+    exclude_dates: frozenset[date] = frozenset()
+    dst: DstPolicy = DEBIAN
+
+    @property
+    def rule(self) -> Rule:
+        return Rule(self.schedule_type, self.timezone, self.cron_expression, self.every,
+                    self.anchor, self.exclude_dates, self.dst)
 
 
 @dataclass(frozen=True)
@@ -46,9 +56,7 @@ class Plan:
 
 
 def _next_after(due: Due, after: datetime) -> datetime | None:
-    if due.schedule_type != "cron" or due.cron_expression is None:
-        return None
-    found = next_fire_times(due.cron_expression, due.timezone, after, 1)
+    found = due.rule.next_slots(after, 1)
     return found[0] if found else None
 
 
@@ -74,10 +82,10 @@ def plan(due: Due, now: datetime) -> Plan:
     # the slots from next_run up to now, oldest first: after a long outage the first
     # ones and the latest, without walking every slot between
     slots = [due.next_run,
-             *_slots_between(due, due.next_run, until, MAX_MISSED_RECORDED - 1)]
+             *due.rule.next_slots(due.next_run, MAX_MISSED_RECORDED - 1, until=until)]
     more = False
     if len(slots) == MAX_MISSED_RECORDED:
-        latest = _latest_slot(due, slots[-1], until)
+        latest = due.rule.latest_slot(slots[-1], until)
         if latest is not None:
             slots.append(latest)
             more = True
@@ -88,34 +96,9 @@ def plan(due: Due, now: datetime) -> Plan:
     else:
         fire = latest
         missed = slots[:-1]
-    nxt = _next_after(due, now) if due.schedule_type == "cron" else None
+    nxt = _next_after(due, now)
     nxt, note = _end(due, nxt, 1 if fire is not None else 0)
     return Plan(fire=fire, missed=missed, missed_more=more, next_run=nxt, end_note=note)
-
-
-def _slots_between(due: Due, after: datetime, until: datetime, limit: int) -> list[datetime]:
-    """The rule's slots in (``after``, ``until``], at most ``limit``."""
-    if due.schedule_type != "cron" or due.cron_expression is None:
-        return []
-    found = next_fire_times(due.cron_expression, due.timezone, after, limit)
-    return [slot for slot in found if slot <= until]
-
-
-def _latest_slot(due: Due, after: datetime, until: datetime) -> datetime | None:
-    """The rule's last slot in (``after``, ``until``], looked for in widening windows
-    before ``until`` (a minutely rule is found in the last hour, a yearly one within
-    a few years): never every slot since ``after``."""
-    for back in (timedelta(hours=1), timedelta(days=2), timedelta(days=32),
-                 timedelta(days=367), timedelta(days=366 * 30)):
-        start = max(after, until - back)
-        latest = None
-        while window := _slots_between(due, start, until, 64):
-            latest, start = window[-1], window[-1]
-            if len(window) < 64:
-                break
-        if latest is not None or start == after:
-            return latest
-    return None
 
 
 def too_late(slot: datetime, now: datetime, catchup: str, window: int) -> bool:
