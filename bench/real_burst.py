@@ -147,9 +147,18 @@ def main() -> None:
         print(f"slots: {args.slots} of 3 users + 1 of a fourth; KODO_TIMER_MAX_RUNNING="
               f"{args.max_running or 'none'}")
         print(f"outcomes: {dict(sorted(statuses.items()))}")
-        for r in runs.values():
+        for sid, r in runs.items():
             if r["status"] not in ("finished", "error"):
                 print(f"  {r['status']}: {r.get('reason')}")
+                if r.get("fid"):  # what kodosumi itself says of it, and its spooler's log
+                    answer = ids[sid].get(f"/outputs/status/{r['fid']}")
+                    print(f"    fid {r['fid']} fired {r.get('fired_at')}: kodosumi answers "
+                          f"{answer.status_code} {answer.text[:200]}")
+                    for log in (data / "logs").glob("*"):
+                        hits = [line for line in log.read_text(errors="replace").splitlines()
+                                if r["fid"] in line]
+                        for line in hits[-5:]:
+                            print(f"    {log.name}: {line[:300]}")
         if late:
             print(f"sent after the slot: p50 {statistics.median(late):.1f} s, "
                   f"max {max(late):.1f} s")
