@@ -53,6 +53,7 @@ __all__ = [
     "parse_zone",
     "preview",
     "resolve_wall_time",
+    "transitions",
     "validate",
 ]
 
@@ -366,6 +367,20 @@ def preview(expression: str, timezone: str, after: datetime, count: int = 5,
     return [FireTime(utc=_utc(ts), local=_utc(ts).astimezone(zone),
                      dst_note=None if wall is None else _gap_note(spec, zone, ts, wall))
             for ts, wall in fires]
+
+
+def transitions(timezone: str, after: datetime, until: datetime
+                ) -> list[tuple[datetime, timedelta]]:
+    """The zone's UTC-offset changes in (``after``, ``until``]: each instant (UTC) and
+    how far the wall clock moved (positive: forward, a gap; negative: back, a repeat)."""
+    zone = parse_zone(timezone)
+    ts, limit = _start(after), _start(until)
+    found: list[tuple[datetime, timedelta]] = []
+    while (change := _transition_after(zone, ts, limit)) is not None:
+        at, before, new = change
+        found.append((_utc(at), timedelta(seconds=new - before)))
+        ts = at
+    return found
 
 
 def validate(expression: str) -> None:

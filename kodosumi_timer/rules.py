@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from kodosumi_timer.cron import DEBIAN, DstPolicy, next_fire_times, parse_zone
+from kodosumi_timer.cron import DEBIAN, DstPolicy, next_fire_times, parse_zone, transitions
+from kodosumi_timer.cronfields import parse
 
 MIN_EVERY = 10  # seconds: the shortest interval
 _CHUNK = 64  # cron slots computed at a time
@@ -116,3 +117,76 @@ def jitter_offset(schedule_id: str, slot: datetime, jitter: int | None) -> timed
         return timedelta(0)
     digest = hashlib.sha256(f"{schedule_id}|{slot.isoformat()}".encode()).digest()
     return timedelta(milliseconds=int.from_bytes(digest[:8], "big") % (jitter * 1000))
+
+
+@dataclass(frozen=True)
+class PreviewSlot:
+    """One slot as a preview shows it: when, on the zone's wall clock, when it is sent
+    (with jitter), or why it does not run (an excluded date)."""
+
+    slot: datetime
+    local: datetime
+    send_at: datetime
+    skipped: str | None = None
+
+
+def preview(rule: Rule, after: datetime, count: int, schedule_id: str = "",
+            jitter: int | None = None) -> list[PreviewSlot]:
+    """The next ``count`` slots that run, with the excluded ones between them shown
+    skipped; each with the instant it is sent (slot + its jitter offset)."""
+    zone = parse_zone(rule.timezone)
+    shown: list[PreviewSlot] = []
+    runs = 0
+    for slot in Rule(rule.schedule_type, rule.timezone, rule.cron_expression, rule.every,
+                     rule.anchor, frozenset(), rule.dst)._slots(after, count):
+        if runs >= count or len(shown) >= 3 * count:
+            break
+        skipped = "excluded date" if rule.excluded(slot) else None
+        runs += skipped is None
+        shown.append(PreviewSlot(slot, slot.astimezone(zone),
+                                 slot + jitter_offset(schedule_id, slot, jitter), skipped))
+    return shown
+
+
+def dst_effects(rule: Rule, after: datetime) -> list[str]:
+    """What each DST choice does at the zone's next gap and next repeat within a year,
+    for the preview; nothing where the choice makes no difference to this rule."""
+    if rule.schedule_type != "cron" or rule.cron_expression is None:
+        return []
+    zone, spec = parse_zone(rule.timezone), parse(rule.cron_expression)
+    notes: list[str] = []
+    seen: set[bool] = set()
+    for at, moved in transitions(rule.timezone, after, after + timedelta(days=366)):
+        gap = moved > timedelta(0)
+        if gap in seen:
+            continue
+        seen.add(gap)
+        if gap:
+            key, choices, none = "gap", ("shift", "skip"), "does not run then"
+            current = "shift" if rule.dst.shifts_gap(spec) else "skip"
+        else:
+            key, choices, none = "repeat", ("once", "twice"), "runs once"
+            current = "twice" if rule.dst.repeats(spec) else "once"
+        runs = []
+        for choice in choices:
+            policy = DstPolicy(choice, rule.dst.repeat) if gap else \
+                DstPolicy(rule.dst.gap, choice)
+            variant = Rule("cron", rule.timezone, rule.cron_expression, dst=policy)
+            runs.append(set(variant.next_slots(at - timedelta(days=1), 500,
+                                               until=at + timedelta(days=1))))
+        if runs[0] == runs[1]:
+            continue
+        before = (at - timedelta(microseconds=1)).astimezone(zone)
+        wall = f"{(before + timedelta(microseconds=1)).strftime('%H:%M')} to " \
+            f"{at.astimezone(zone).strftime('%H:%M')}"
+        said = []
+        for choice, own, other in ((choices[0], runs[0], runs[1]),
+                                   (choices[1], runs[1], runs[0])):
+            extra = ", ".join(s.astimezone(zone).strftime("%H:%M %Z")
+                              for s in sorted(own - other))
+            verb = "runs at" if gap else "also runs at"
+            said.append(f"{key}={choice} " + (f"{verb} {extra}" if extra else none))
+        default = "" if (rule.dst.gap if gap else rule.dst.repeat) else ", cron's default"
+        notes.append(f"{at.astimezone(zone).date().isoformat()}, the clock goes from {wall}: "
+                     f"{'; '.join(said)} (this schedule: {current}{default})")
+    return notes

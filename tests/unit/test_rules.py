@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kodosumi_timer.cron import DstPolicy
-from kodosumi_timer.rules import Rule, jitter_offset
+from kodosumi_timer.rules import Rule, dst_effects, jitter_offset, preview
 
 BERLIN = "Europe/Berlin"
 
@@ -89,3 +89,29 @@ def test_jitter_is_the_slots_own_offset_within_the_window():
     assert jitter_offset("s1", slot, 300) == offsets[0]  # the same every time
     assert jitter_offset("s2", slot, 300) != offsets[0]
     assert jitter_offset("s1", slot, None) == jitter_offset("s1", slot, 0) == timedelta(0)
+
+
+def test_a_preview_shows_excluded_slots_skipped_and_when_each_is_sent():
+    rule = Rule("cron", BERLIN, cron_expression="0 9 * * *",
+                exclude_dates=frozenset({date(2027, 12, 25)}))
+    shown = preview(rule, z(2027, 12, 24), 2, schedule_id="s1", jitter=600)
+    assert [(p.local.strftime("%m-%d %H:%M"), p.skipped) for p in shown] == [
+        ("12-24 09:00", None), ("12-25 09:00", "excluded date"), ("12-26 09:00", None)]
+    for p in shown:
+        assert p.send_at - p.slot == jitter_offset("s1", p.slot, 600)
+        assert timedelta(0) <= p.send_at - p.slot < timedelta(minutes=10)
+
+
+def test_dst_effects_say_what_each_choice_does_at_the_next_changes():
+    notes = dst_effects(Rule("cron", BERLIN, cron_expression="30 2 * * *"), z(2027, 1, 1))
+    assert notes == [
+        "2027-03-28, the clock goes from 02:00 to 03:00: gap=shift runs at 03:00 CEST; "
+        "gap=skip does not run then (this schedule: shift, cron's default)",
+        "2027-10-31, the clock goes from 03:00 to 02:00: repeat=once runs once; "
+        "repeat=twice also runs at 02:30 CET (this schedule: once, cron's default)"]
+    chosen = Rule("cron", BERLIN, cron_expression="30 2 * * *", dst=DstPolicy(gap="skip"))
+    assert dst_effects(chosen, z(2027, 1, 1))[0].endswith("(this schedule: skip)")
+    # a rule the changes do not touch, and an interval, have nothing to say
+    assert dst_effects(Rule("cron", BERLIN, cron_expression="0 9 * * *"), z(2027, 1, 1)) == []
+    assert dst_effects(Rule("interval", BERLIN, every=3600, anchor=z(2027, 1, 1)),
+                       z(2027, 1, 1)) == []
