@@ -10,14 +10,18 @@ pauses that schedule alone and every other one still fires.
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from kodosumi_timer import cron
+from kodosumi_timer.cron import DstPolicy
+from kodosumi_timer.rules import MIN_EVERY, Rule
 
-SCHEDULE_TYPES = ("once", "cron")
+SCHEDULE_TYPES = ("once", "cron", "interval")
 CATCHUP = ("once", "skip")
 OVERLAP = ("skip", "allow")
+DST_GAP = ("shift", "skip")
+DST_REPEAT = ("once", "twice")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,20 @@ class DueSchedule:
     run_count: int
     next_run: datetime | None
     version: int
+    every_seconds: int | None = None
+    anchor: datetime | None = None
+    exclude_dates: frozenset[date] = frozenset()
+    dst_gap: str | None = None
+    dst_repeat: str | None = None
+    jitter: int | None = None
+    timeout: int | None = None
+    pause_after_failures: int | None = None
+
+    @property
+    def rule(self) -> Rule:
+        return Rule(self.schedule_type, self.timezone, self.cron_expression,
+                    self.every_seconds, self.anchor, self.exclude_dates,
+                    DstPolicy(self.dst_gap, self.dst_repeat))
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,18 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
+def _dates(value: Any) -> frozenset[date]:
+    if value is None:
+        return frozenset()
+    try:
+        items = json.loads(value) if isinstance(value, str | bytes) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError
+        return frozenset(date.fromisoformat(item) for item in items)
+    except ValueError:
+        raise _Bad(f"exclude_dates is {str(value)[:60]!r}, not a list of dates") from None
+
+
 def decode(raw: Any) -> DueSchedule | BadRow:
     """One raw row (with the attributes of ``COLUMNS``) as a runnable schedule or a
     BadRow. Checks what running it needs: the rule must be readable, the zone known."""
@@ -138,6 +168,10 @@ def decode(raw: Any) -> DueSchedule | BadRow:
                 cron.validate(expression)
             except ValueError as exc:
                 raise _Bad(f"cron_expression {expression!r}: {exc}") from None
+        every = _int("every_seconds", raw.every_seconds, MIN_EVERY, nullable=True)
+        anchor = _instant("anchor", raw.anchor)
+        if schedule_type == "interval" and (every is None or anchor is None):
+            raise _Bad("an interval schedule without every_seconds and anchor")
         zone = _text("timezone", raw.timezone)
         assert zone is not None
         try:
@@ -154,7 +188,16 @@ def decode(raw: Any) -> DueSchedule | BadRow:
             end_at=_instant("end_at", raw.end_at),
             max_runs=_int("max_runs", raw.max_runs, 1, nullable=True),
             run_count=_int("run_count", raw.run_count, 0) or 0,
-            next_run=next_run, version=_int("version", raw.version, 0) or 0)
+            next_run=next_run, version=_int("version", raw.version, 0) or 0,
+            every_seconds=every, anchor=anchor, exclude_dates=_dates(raw.exclude_dates),
+            dst_gap=_choice("dst_gap", raw.dst_gap, DST_GAP) if raw.dst_gap is not None
+            else None,
+            dst_repeat=_choice("dst_repeat", raw.dst_repeat, DST_REPEAT)
+            if raw.dst_repeat is not None else None,
+            jitter=_int("jitter", raw.jitter, 0, nullable=True),
+            timeout=_int("timeout", raw.timeout, 1, nullable=True),
+            pause_after_failures=_int("pause_after_failures", raw.pause_after_failures, 1,
+                                      nullable=True))
     except _Bad as exc:
         return BadRow(sid, owner, next_run, str(exc))
     return schedule

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -84,6 +85,22 @@ class ScheduleRow(Base):
     # schedule was declared (file | flow) and its sync key (the flow URL); NULL otherwise
     system_source: Mapped[str | None] = mapped_column(String(8))
     system_key: Mapped[str | None] = mapped_column(String(1000))
+    # issue 13 (migration 0005): interval rules (anchor + k * every_seconds), dates in
+    # the zone without slots, the DST policy (NULL: Debian's), a send offset in
+    # [0, jitter) s, the run timeout, pausing after failures in a row, the trigger URL
+    every_seconds: Mapped[int | None] = mapped_column(Integer)
+    anchor: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exclude_dates: Mapped[list[str] | None] = mapped_column(JSON)
+    dst_gap: Mapped[str | None] = mapped_column(String(8))
+    dst_repeat: Mapped[str | None] = mapped_column(String(8))
+    jitter: Mapped[int | None] = mapped_column(Integer)
+    timeout: Mapped[int | None] = mapped_column(Integer)
+    pause_after_failures: Mapped[int | None] = mapped_column(Integer)
+    failures_in_row: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                                 server_default="0")
+    hook_hash: Mapped[str | None] = mapped_column(String(64))
+    hook_inputs: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                              server_default=false())
 
     __table_args__ = (
         Index("ix_schedule_owner", "owner"),
@@ -91,6 +108,7 @@ class ScheduleRow(Base):
         Index("ux_schedule_system_key", "system_key", unique=True),
         # the timer's due query walks this index; paused and done rows have no next_run
         Index("ix_schedule_next_run", "next_run"),
+        Index("ux_schedule_hook_hash", "hook_hash", unique=True),
     )
 
 

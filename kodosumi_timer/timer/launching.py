@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from kodosumi_timer import policy, reasons
 from kodosumi_timer.bridge import Launcher, LaunchOutcome, Reconciled
+from kodosumi_timer.rules import jitter_offset
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.repository import Claim, LaunchResult
@@ -34,6 +35,12 @@ def run_marker(run: RunRow) -> str:
     """The run's own key, carried with its launch so that kodosumi can be asked later
     whether it started it."""
     return f"ktimer-{run.schedule_id}-{int(run.slot.timestamp() * 1000)}-{run.attempt}"
+
+
+def send_at(claim: Claim) -> datetime:
+    """When a timer run is sent: its slot plus the schedule's jitter offset for it."""
+    return claim.run.slot + jitter_offset(claim.schedule.id, claim.run.slot,
+                                          claim.schedule.jitter)
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,9 @@ class SendGate:
             return Verdict(False, RunStatus.SKIPPED, reasons.PAUSED)
         if version != schedule.version:
             return Verdict(False, RunStatus.SKIPPED, reasons.CHANGED)
-        if policy.too_late(run.slot, now, schedule.catchup, schedule.catchup_window):
-            late = (now - run.slot).total_seconds()
+        instant = send_at(claim)  # late is measured from when it was meant to go
+        if policy.too_late(instant, now, schedule.catchup, schedule.catchup_window):
+            late = (now - instant).total_seconds()
             return Verdict(False, RunStatus.MISSED, reasons.MISSED_LATE.format(
                 late=late, window=schedule.catchup_window))
         return SEND
@@ -173,11 +181,12 @@ class Launching:
     async def _launch(self, claim: Claim) -> None:
         run, schedule = claim.run, claim.schedule
         if run.trigger == "timer":
-            self.waiting.append(run.slot)
+            instant = send_at(claim)
+            self.waiting.append(instant)
             try:
-                await self.until(run.slot)
+                await self.until(instant)
             finally:
-                self.waiting.remove(run.slot)
+                self.waiting.remove(instant)
         owner = self.system_user if schedule.system else schedule.owner
         ticket = await self.pacer.turn(owner, schedule.flow_url)
         launched = False

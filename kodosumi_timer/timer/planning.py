@@ -65,6 +65,8 @@ class Planner:
             cron_expression=schedule.cron_expression, timezone=schedule.timezone,
             catchup=schedule.catchup, catchup_window=schedule.catchup_window,
             end_at=schedule.end_at, max_runs=schedule.max_runs, run_count=schedule.run_count,
+            every=schedule.every_seconds, anchor=schedule.anchor,
+            exclude_dates=schedule.exclude_dates, dst=schedule.rule.dst,
         )
         # a slot claimed ahead is planned as of its own instant
         plan = policy.plan(due, max(now, schedule.next_run))

@@ -10,6 +10,7 @@ import pytest
 from kodosumi_timer import reasons
 from kodosumi_timer.bridge import LaunchOutcome, Reconciled
 from kodosumi_timer.policy import MAX_MISSED_RECORDED
+from kodosumi_timer.rules import jitter_offset
 from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer, TimerConfig
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
@@ -294,6 +295,51 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     assert [r.status for r in runs] == ["queued"]  # claimed before the slot
     await timer.drain()
     assert launched_at == [slot]
+    runs, _ = await store.runs(row.id)
+    assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
+
+
+async def test_an_interval_fires_on_its_grid_skipping_excluded_dates(store):
+    every = 7 * 3600
+    row = await store.add_schedule(schedule(
+        schedule_type="interval", every_seconds=every, anchor=T0 - timedelta(hours=14),
+        exclude_dates=[(T0 + timedelta(days=1)).date().isoformat()], run_at=None))
+    clock = Clock(T0)
+    timer = make_timer(store, clock=clock)
+    assert await timer.fire_due() == 1
+    await timer.drain()
+    back = await store.get_schedule(row.id)
+    # T0 (08:00) fired; 15:00, 22:00 today; none tomorrow (excluded); 02:00 the day after
+    assert back.next_run == T0 + timedelta(hours=7)
+    for expected in (T0 + timedelta(hours=14), T0 + timedelta(days=1, hours=18)):
+        clock.now = back.next_run
+        await timer.fire_due()
+        await timer.drain()
+        back = await store.get_schedule(row.id)
+        assert back.next_run == expected, back.next_run
+
+
+async def test_jitter_sends_each_slot_at_its_own_offset_and_late_is_counted_from_there(store):
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot, jitter=120, catchup="skip",
+                                            catchup_window=5))
+    clock = Clock(T0)
+    launched_at = []
+
+    class Recording(FakeLauncher):
+        async def launch(self, flow_url, owner, inputs, **kw):  # type: ignore[no-untyped-def]
+            launched_at.append(clock())
+            return await super().launch(flow_url, owner, inputs, **kw)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds=seconds)
+
+    timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
+    await timer.fire_due()
+    await timer.drain()
+    offset = jitter_offset(row.id, slot, 120)
+    assert offset > timedelta(seconds=5)  # (this id's offset: beyond the catch-up window)
+    assert launched_at == [slot + offset]  # sent then, not missed for being "late"
     runs, _ = await store.runs(row.id)
     assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
 
