@@ -86,6 +86,8 @@ class Launcher(Protocol):
 
     async def error_reason(self, fid: str, owner: str) -> str | None: ...
 
+    async def end(self, fid: str, owner: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -410,6 +412,18 @@ class PanelLauncher:
         if not isinstance(status, str):
             raise Unanswered("an answer without a status")
         return status
+
+    async def end(self, fid: str, owner: str) -> None:
+        """End an execution as its owner: kodosumi 1.1 kills a running one and archives
+        it (``DELETE /outputs/{fid}``); one it does not know (404) is ended already.
+        Raises ``Unanswered`` when kodosumi could not be asked or did not do it."""
+        try:
+            async with self.session().delete(f"{self.base}/outputs/{fid}",
+                                             headers=self._headers(owner)) as response:
+                if response.status != 404 and not 200 <= response.status < 300:
+                    raise Unanswered(f"HTTP {response.status}")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unanswered(exc.__class__.__name__) from exc
 
     async def error_reason(self, fid: str, owner: str) -> str | None:
         """The agent's final error line from the execution's event stream (the last

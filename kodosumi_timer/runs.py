@@ -22,12 +22,15 @@ class RunStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    TIMED_OUT = "timed_out"  # ran longer than its schedule's timeout; ended through kodosumi
 
 
 # an execution kodosumi knows of and that has not ended
 ACTIVE = (RunStatus.LAUNCHED, RunStatus.RUNNING)
 # not ended yet, whether or not it reached kodosumi (overlap=skip waits for these)
 PENDING = (RunStatus.QUEUED, RunStatus.LAUNCHING, *ACTIVE)
+# ended failing: counted in a row for the schedule's pause_after_failures
+FAILING = (RunStatus.ERROR, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.TIMED_OUT)
 # ended without an execution, at the moment they were recorded
 ENDED_UNLAUNCHED = (RunStatus.MISSED, RunStatus.SKIPPED, RunStatus.FAILED,
                     RunStatus.REJECTED)

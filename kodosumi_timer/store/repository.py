@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -40,7 +42,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from kodosumi_timer import reasons
-from kodosumi_timer.runs import ACTIVE, PENDING, RunStatus
+from kodosumi_timer.runs import ACTIVE, FAILING, PENDING, RunStatus
 from kodosumi_timer.store import migrate
 from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
 from kodosumi_timer.store.due import BadRow, DueSchedule, decode
@@ -133,6 +135,15 @@ class RunChange:
 
 RUNS = cast(Table, RunRow.__table__)
 SCHEDULES = cast(Table, ScheduleRow.__table__)
+
+# a schedule's count of runs in a row that ended failing (issue 13's
+# pause_after_failures): up by one for each, back to 0 on a finished one
+_FAILURES_AFTER = case(
+    # (no IN: executemany takes no expanding parameters)
+    (or_(*(bindparam("b_status") == status.value for status in FAILING)),
+     SCHEDULES.c.failures_in_row + 1),
+    (bindparam("b_status") == RunStatus.FINISHED.value, 0),
+    else_=SCHEDULES.c.failures_in_row)
 # raw values, decoded row by row (kodosumi_timer.store.due): one garbage value must not
 # fail the whole due batch
 RAW_DUE_COLUMNS = [type_coerce(SCHEDULES.c[name], String).label(name) for name in DUE_NAMES]
@@ -623,12 +634,33 @@ class Store:
                 update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule"),
                                         written).values(
                     last_fid=func.coalesce(bindparam("b_fid"), SCHEDULES.c.last_fid),
-                    last_status=bindparam("b_status"), updated=bindparam("b_at")),
+                    last_status=bindparam("b_status"), updated=bindparam("b_at"),
+                    failures_in_row=_FAILURES_AFTER),
                 schedule_rows)
+            await self._pause_failing(conn, {r.run.schedule_id for r in results},
+                                      max(r.at for r in results))
         for r in results:
             r.run.status, r.run.fid, r.run.reason = r.status, r.fid, r.reason
             if r.status not in ("skipped", "missed"):
                 r.run.fired_at = r.run.fired_at or r.at
+
+    @staticmethod
+    async def _pause_failing(conn: AsyncConnection, schedule_ids: set[str],
+                             now: datetime) -> None:
+        """Pause the schedules among these whose last runs failed ``pause_after_failures``
+        times in a row (issue 13), with a note saying so."""
+        failing = (await conn.execute(
+            select(SCHEDULES.c.id, SCHEDULES.c.failures_in_row).where(
+                SCHEDULES.c.id.in_(schedule_ids), SCHEDULES.c.state == "active",
+                SCHEDULES.c.pause_after_failures.is_not(None),
+                SCHEDULES.c.failures_in_row >= SCHEDULES.c.pause_after_failures))).all()
+        for schedule_id, count in failing:
+            await conn.execute(
+                update(SCHEDULES).where(SCHEDULES.c.id == schedule_id,
+                                        SCHEDULES.c.state == "active")
+                .values(state="paused", next_run=None, updated=now,
+                        note=reasons.PAUSED_BY_TIMER.format(
+                            why=reasons.FAILED_IN_ROW.format(count=count))))
 
     async def finish_runs(self, changes: Sequence[RunChange]) -> None:
         """A followed execution's new status for many runs, in one transaction; the
@@ -654,6 +686,11 @@ class Store:
                     or_(SCHEDULES.c.last_fid == bindparam("b_fid"),
                         SCHEDULES.c.last_fid.is_(None))).values(
                     last_status=bindparam("b_status")), schedule_rows)
+            await conn.execute(
+                update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
+                    failures_in_row=_FAILURES_AFTER), schedule_rows)
+            await self._pause_failing(conn, {c.run.schedule_id for c in changes},
+                                      max(c.at for c in changes))
 
     async def skip_slots(
         self,
@@ -720,6 +757,16 @@ class Store:
         )
         async with self.session() as s:
             return (await s.execute(query)).scalars().all()
+
+    async def timeouts(self, schedule_ids: Iterable[str]) -> dict[str, int]:
+        """The run timeouts (seconds) of those of these schedules that have one."""
+        wanted = list(set(schedule_ids))
+        if not wanted:
+            return {}
+        query = select(SCHEDULES.c.id, SCHEDULES.c.timeout).where(
+            SCHEDULES.c.id.in_(wanted), SCHEDULES.c.timeout.is_not(None))
+        async with self.engine.connect() as conn:
+            return {str(sid): int(seconds) for sid, seconds in await conn.execute(query)}
 
     async def known_fids(self, owner: str, since: datetime, until: datetime) -> set[str]:
         """The executions other runs of ``owner`` were launched as in this window (a

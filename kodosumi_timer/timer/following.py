@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from kodosumi_timer import reasons
@@ -66,11 +66,13 @@ class Follower:
             self._poll_at = {run_id: at for run_id, at in self._poll_at.items()
                              if at > mono - 2 * FOLLOW_MAX_SPACING}
             self.pacer.set_running(await self.store.active_runs_by_owner())
-        runs = [run for run in page
-                if run.fid is not None and self._poll_at.get(run.id, 0.0) <= mono]
+        now = self.clock()
+        changes = await self._end_overdue(page, now)
+        ended_here = {change.run.id for change in changes}
+        runs = [run for run in page if run.fid is not None and run.id not in ended_here
+                and self._poll_at.get(run.id, 0.0) <= mono]
         statuses = await asyncio.gather(*(self._status(run) for run in runs))
         now = self.clock()
-        changes: list[RunChange] = []
         for run, status in zip(runs, statuses, strict=True):
             age = (now - run.fired_at).total_seconds() if run.fired_at else 0.0
             self._poll_at[run.id] = mono + poll_spacing(age)
@@ -89,6 +91,38 @@ class Follower:
         for owner in ended:
             self.pacer.ended(owner)
         return len(ended)
+
+    async def _end_overdue(self, page: Sequence[RunRow], now: datetime) -> list[RunChange]:
+        """End, through kodosumi, the executions running longer than their schedule's
+        ``timeout`` (asked first: one that ended meanwhile is recorded as it ended); each
+        one kodosumi confirms ended is ``timed_out``; one it could not be asked about is
+        tried again next round."""
+        timeouts = await self.store.timeouts(run.schedule_id for run in page)
+        overdue = [(run, timeouts[run.schedule_id]) for run in page
+                   if run.fid is not None and run.fired_at is not None
+                   and run.schedule_id in timeouts
+                   and now - run.fired_at > timedelta(seconds=timeouts[run.schedule_id])]
+        changes = []
+        for run, seconds in overdue:
+            assert run.fid is not None
+            status = await self._status(run)  # one that ended meanwhile is not killed
+            if status in (RunStatus.FINISHED, RunStatus.ERROR):
+                reason = await self._error_reason(run) if status == RunStatus.ERROR else None
+                changes.append(RunChange(run, status, now, reason))
+                continue
+            if status == UNANSWERED:
+                continue
+            try:
+                async with self._requests:
+                    await self.launcher.end(run.fid, run.owner)
+            except Unanswered as exc:
+                log.warning("run %s (%s) is past its timeout but could not be ended: %s",
+                            run.id, run.fid, exc)
+                continue
+            log.info("run %s (%s) ended after its timeout of %d s", run.id, run.fid, seconds)
+            changes.append(RunChange(run, RunStatus.TIMED_OUT, now,
+                                     reasons.TIMED_OUT.format(seconds=seconds)))
+        return changes
 
     async def _status(self, run: RunRow) -> str | None:
         """kodosumi's status of the run's execution; None: kodosumi does not know it;

@@ -75,7 +75,8 @@ class FakeLauncher:
         self.errors: dict[str, str] = {}
         self.status_calls = 0
         self.polled: list[str] = []  # fids asked for, in order
-        self.unanswered = False  # status: kodosumi cannot be asked
+        self.unanswered = False  # status, end: kodosumi cannot be asked
+        self.ended: list[str] = []  # fids ended through kodosumi
 
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
                      marker: str) -> LaunchOutcome:
@@ -103,6 +104,12 @@ class FakeLauncher:
 
     async def error_reason(self, fid: str, owner: str) -> str | None:
         return self.errors.get(fid)
+
+    async def end(self, fid: str, owner: str) -> None:
+        if self.unanswered:
+            raise Unanswered("ServerDisconnectedError")
+        self.ended.append(fid)
+        self.statuses[fid] = "error"  # kodosumi: killed
 
     async def close(self) -> None:
         pass

@@ -240,6 +240,43 @@ async def test_batch_results_are_recorded_by_the_runs_key(store):
     assert [r.status for r in runs if r.slot == T0] == ["queued"]  # no result yet
 
 
+async def test_a_schedule_pauses_after_its_failures_in_a_row(store):
+    rows = [await store.add_schedule(schedule(schedule_type="cron",
+                                              cron_expression="* * * * *",
+                                              pause_after_failures=2)) for _ in range(2)]
+    at = T0
+
+    async def ends(row, status):
+        nonlocal at
+        from kodosumi_timer.store.repository import ClaimRequest
+
+        at += timedelta(minutes=1)
+        current = await store.get_schedule(row.id)
+        [claim] = await store.claim_many(
+            [ClaimRequest(current, current.next_run, current.next_run + timedelta(minutes=1),
+                          None)], at, "t", at + LEASE)
+        await store.start_sending("t", [claim.run.id], at, at + LEASE)
+        if status in ("failed", "rejected"):
+            await store.record_launches([LaunchResult(claim.run, status, at, None, "no")], "t")
+        else:
+            await store.record_launches([LaunchResult(claim.run, "launched", at, "f")], "t")
+            await store.finish_runs([RunChange(claim.run, status, at)])
+        return await store.get_schedule(row.id)
+
+    first, second = rows
+    assert (await ends(first, "failed")).failures_in_row == 1
+    assert (await ends(first, "finished")).failures_in_row == 0  # back to none in a row
+    assert (await ends(first, "error")).state == "active"
+    paused = await ends(first, "rejected")
+    assert paused.state == "paused" and paused.next_run is None
+    assert paused.note == "paused by the timer: the last 2 runs failed in a row " \
+        "(pause_after_failures)"
+    # unknown neither counts nor resets; the other schedule is not touched
+    assert (await ends(second, "error")).failures_in_row == 1
+    assert (await ends(second, "unknown")).failures_in_row == 1
+    assert (await ends(second, "timed_out")).state == "paused"
+
+
 async def test_count_due_before_includes_overdue(store):
     await store.add_schedule(schedule(next_run=T0 - timedelta(days=400)))
     await store.add_schedule(schedule(next_run=T0 + timedelta(minutes=30)))

@@ -138,6 +138,32 @@ async def test_unknown_only_once_kodosumi_said_for_ten_minutes_it_does_not_know_
     assert run.status == "unknown" and run.reason == reasons.FOLLOW_LOST
 
 
+async def test_an_execution_past_its_timeout_is_ended_through_kodosumi(store):
+    rows = [await store.add_schedule(schedule(timeout=60)) for _ in range(3)]
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    fids = {row.id: (await store.runs(row.id))[0][0].fid for row in rows}
+    for fid in fids.values():
+        launcher.statuses[fid] = "running"
+    launcher.statuses[fids[rows[1].id]] = "finished"  # ended just before its timeout
+    clock.advance(seconds=59)
+    await make_timer(store, launcher, clock=clock).follow()
+    assert launcher.ended == []  # not yet
+    clock.advance(seconds=2)
+    launcher.unanswered = True  # kodosumi away: nothing is concluded, tried again later
+    await make_timer(store, launcher, clock=clock).follow()
+    assert launcher.ended == [] and {
+        (await store.runs(r.id))[0][0].status for r in rows} == {"running", "finished"}
+    launcher.unanswered = False
+    await make_timer(store, launcher, clock=clock).follow()
+    assert sorted(launcher.ended) == sorted([fids[rows[0].id], fids[rows[2].id]])
+    ended = (await store.runs(rows[0].id))[0][0]
+    assert ended.status == "timed_out" and ended.reason == reasons.TIMED_OUT.format(seconds=60)
+    assert (await store.runs(rows[1].id))[0][0].status == "finished"  # not killed
+
+
 async def test_two_timers_never_double_fire(store):
     rows = [await store.add_schedule(schedule()) for _ in range(30)]
     l1, l2 = FakeLauncher(), FakeLauncher()

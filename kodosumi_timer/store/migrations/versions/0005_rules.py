@@ -14,7 +14,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-COLUMNS = (
+COLUMNS: tuple[sa.Column[object], ...] = (
     # interval rules: slots at anchor + k * every_seconds
     sa.Column("every_seconds", sa.Integer()),
     sa.Column("anchor", sa.DateTime(timezone=True)),
