@@ -151,9 +151,13 @@ def main() -> None:
             if r["status"] not in ("finished", "error"):
                 print(f"  {r['status']}: {r.get('reason')}")
                 if r.get("fid"):  # what kodosumi itself says of it, and its spooler's log
-                    answer = ids[sid].get(f"/outputs/status/{r['fid']}")
+                    try:  # kodosumi keeps it waiting for an execution without status
+                        answer = ids[sid].get(f"/outputs/status/{r['fid']}", timeout=10)
+                        said = f"{answer.status_code} {answer.text[:200]}"
+                    except httpx.HTTPError as exc:
+                        said = f"nothing ({exc.__class__.__name__})"
                     print(f"    fid {r['fid']} fired {r.get('fired_at')}: kodosumi answers "
-                          f"{answer.status_code} {answer.text[:200]}")
+                          f"{said}")
                     for log in (data / "logs").glob("*"):
                         hits = [line for line in log.read_text(errors="replace").splitlines()
                                 if r["fid"] in line]

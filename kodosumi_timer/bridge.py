@@ -74,6 +74,12 @@ class Unanswered(Exception):
     the message says which."""
 
 
+class NoAnswerInTime(Unanswered):
+    """The request was taken but not answered in time. kodosumi 1.1's status route
+    waits without end for an execution that has no status yet, so for one it lost
+    (its runner died before writing one) this is all it ever says."""
+
+
 class Launcher(Protocol):
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
                      marker: str) -> LaunchOutcome: ...
@@ -406,7 +412,11 @@ class PanelLauncher:
                 if response.status != 200:
                     raise Unanswered(f"HTTP {response.status}")
                 body = await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:  # never reached it
+            raise Unanswered(exc.__class__.__name__) from exc
+        except TimeoutError as exc:
+            raise NoAnswerInTime(f"no answer within {self.timeout:g} s") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
             raise Unanswered(exc.__class__.__name__) from exc
         status = body.get("status") if isinstance(body, dict) else None
         if not isinstance(status, str):

@@ -6,6 +6,10 @@ MISSED_UNCOUNTED = (MISSED + "; so were the later slots up to the last one recor
 MISSED_LATE = ("due to be sent {late:.0f} s after its slot, beyond catchup_window "
                "({window} s; catchup=skip)")
 OVERLAP = "the previous execution was still running (overlap=skip)"
+BUFFERED = "waits for the running execution to end (overlap=buffer_one)"
+BUFFER_FULL = "the previous execution was still running and a slot already waits for it " \
+    "(overlap=buffer_one)"
+REPLACED = "ended through kodosumi to start the slot of {slot} (overlap=replace)"
 PAUSED = "the schedule was paused before this slot"
 CHANGED = "the schedule was changed before this slot; the change applies from the next slot"
 OWNER_INACTIVE = "owner inactive"
@@ -16,6 +20,9 @@ TIMED_OUT = "still running after its timeout of {seconds} s; ended through kodos
 BAD_ROW = "the stored schedule cannot be run: {why}"
 CANNOT_PLAN = "its next run cannot be computed ({why})"
 FOLLOW_LOST = "kodosumi does not know this execution"
+FOLLOW_NO_STATUS = ("kodosumi answered the launch with this execution's id but has given no "
+                    "status for it in ten minutes, while it answers other requests; whether "
+                    "the agent ran cannot be told")
 TIMER_ERROR = "timer error while launching: {error}"
 RECONCILED = "kodosumi answered {answer}; found its execution: {how}"
 NOT_FOUND_RETRIED = "kodosumi answered {answer} and shows no execution for this run; sent again"

@@ -23,6 +23,8 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     TIMED_OUT = "timed_out"  # ran longer than its schedule's timeout; ended through kodosumi
+    BUFFERED = "buffered"  # waits for the running execution to end (overlap=buffer_one)
+    REPLACED = "replaced"  # ended through kodosumi for the next slot (overlap=replace)
 
 
 # an execution kodosumi knows of and that has not ended

@@ -19,7 +19,7 @@ from kodosumi_timer.rules import MIN_EVERY, Rule
 
 SCHEDULE_TYPES = ("once", "cron", "interval")
 CATCHUP = ("once", "skip")
-OVERLAP = ("skip", "allow")
+OVERLAP = ("skip", "allow", "buffer_one", "replace")
 DST_GAP = ("shift", "skip")
 DST_REPEAT = ("once", "twice")
 

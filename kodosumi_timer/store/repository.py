@@ -598,12 +598,12 @@ class Store:
         run.status, run.fired_at = "queued", None
         return True
 
-    async def record_launches(self, results: Sequence[LaunchResult], timer_id: str) -> None:
+    async def record_launches(self, results: Sequence[LaunchResult], timer_id: str) -> int:
         """Record launch results in one transaction: a run is only changed while this
         timer still holds it (a timer that stalled past its lease and was taken over
         writes nothing); its schedule mirrors the result."""
         if not results:
-            return
+            return 0
         run_rows, schedule_rows = [], []
         for r in results:
             # a run that was never sent (skipped, missed at its last check) has no fired_at
@@ -639,10 +639,48 @@ class Store:
                 schedule_rows)
             await self._pause_failing(conn, {r.run.schedule_id for r in results},
                                       max(r.at for r in results))
+            released = await self._release_buffered(
+                conn, {r.run.schedule_id for r in results if r.status not in ACTIVE})
         for r in results:
             r.run.status, r.run.fid, r.run.reason = r.status, r.fid, r.reason
             if r.status not in ("skipped", "missed"):
                 r.run.fired_at = r.run.fired_at or r.at
+        return released
+
+    @staticmethod
+    async def _release_buffered(conn: AsyncConnection, schedule_ids: set[str]) -> int:
+        """A slot buffered behind a running execution (overlap=buffer_one) becomes a
+        waiting run once its schedule has nothing pending: the timer takes it like a
+        "run now" request. Returns how many were released."""
+        if not schedule_ids:
+            return 0
+        pending = select(RUNS.c.schedule_id).where(
+            RUNS.c.schedule_id.in_(schedule_ids),
+            RUNS.c.status.in_([status.value for status in PENDING]))
+        result = await conn.execute(
+            update(RUNS).where(RUNS.c.schedule_id.in_(schedule_ids),
+                               RUNS.c.status == RunStatus.BUFFERED.value,
+                               RUNS.c.schedule_id.not_in(pending))
+            .values(status=RunStatus.QUEUED.value, timer_id=None, lease_until=None))
+        return int(result.rowcount)
+
+    async def buffered_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
+        """Which of these schedules have a slot buffered already (at most one waits)."""
+        if not schedule_ids:
+            return set()
+        query = select(RUNS.c.schedule_id).where(
+            RUNS.c.schedule_id.in_(schedule_ids), RUNS.c.status == RunStatus.BUFFERED.value)
+        async with self.engine.connect() as conn:
+            return {str(sid) for sid in (await conn.execute(query)).scalars()}
+
+    async def running_runs_of(self, schedule_id: str) -> list[RunRow]:
+        """The runs of a schedule whose execution kodosumi is running (overlap=replace
+        ends them)."""
+        query = select(RunRow).where(RunRow.schedule_id == schedule_id,
+                                     RunRow.status.in_([status.value for status in ACTIVE]),
+                                     RunRow.fid.is_not(None))
+        async with self.session() as s:
+            return list((await s.execute(query)).scalars().all())
 
     @staticmethod
     async def _pause_failing(conn: AsyncConnection, schedule_ids: set[str],
@@ -662,11 +700,12 @@ class Store:
                         note=reasons.PAUSED_BY_TIMER.format(
                             why=reasons.FAILED_IN_ROW.format(count=count))))
 
-    async def finish_runs(self, changes: Sequence[RunChange]) -> None:
+    async def finish_runs(self, changes: Sequence[RunChange]) -> int:
         """A followed execution's new status for many runs, in one transaction; the
-        schedule mirrors its latest run."""
+        schedule mirrors its latest run. Returns how many buffered slots were released
+        (their schedule has nothing running now)."""
         if not changes:
-            return
+            return 0
         run_rows, schedule_rows = [], []
         for c in changes:
             done = c.status not in ACTIVE_RUN_STATES
@@ -691,6 +730,8 @@ class Store:
                     failures_in_row=_FAILURES_AFTER), schedule_rows)
             await self._pause_failing(conn, {c.run.schedule_id for c in changes},
                                       max(c.at for c in changes))
+            return await self._release_buffered(
+                conn, {c.run.schedule_id for c in changes if c.status not in ACTIVE})
 
     async def skip_slots(
         self,
@@ -715,8 +756,9 @@ class Store:
             if not await self._advance(s, schedule, values):
                 return False
             for slot, status, reason in records:
-                s.add(RunRow(**self._run_values(schedule, slot, status, now, timer_id,
-                                                reason=reason)))
+                s.add(RunRow(**self._run_values(
+                    schedule, slot, status, now, timer_id, reason=reason,
+                    trigger="buffer" if status == RunStatus.BUFFERED else "timer")))
         return True
 
     @staticmethod

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from kodosumi_timer import reasons
-from kodosumi_timer.bridge import Launcher, Unanswered
+from kodosumi_timer.bridge import Launcher, NoAnswerInTime, Unanswered
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.repository import RunChange
@@ -28,6 +28,9 @@ FOLLOW_AT_LEAST = 10.0
 # status requests of one round in flight at once
 FOLLOW_CONCURRENCY = 16
 UNANSWERED = "(no answer)"
+HUNG = "(taken, not answered)"
+# an execution id no execution has: kodosumi answers 404 at once while it answers at all
+PROBE_FID = "0" * 24
 
 
 def poll_spacing(age: float) -> float:
@@ -38,8 +41,10 @@ def poll_spacing(age: float) -> float:
 
 class Follower:
     def __init__(self, store: Store, launcher: Launcher, pacer: Pacer,
-                 clock: Callable[[], datetime], launching_busy: Callable[[], bool]):
+                 clock: Callable[[], datetime], launching_busy: Callable[[], bool],
+                 on_release: Callable[[], None] = lambda: None):
         self.store = store
+        self.on_release = on_release  # a buffered slot may start now
         self.launcher = launcher
         self.pacer = pacer
         self.clock = clock
@@ -83,10 +88,17 @@ class Follower:
             elif status in ("starting", "running", "awaiting"):
                 if run.status != RunStatus.RUNNING:
                     changes.append(RunChange(run, RunStatus.RUNNING, now))
-            elif status is None and run.fired_at and now - run.fired_at > FOLLOW_GIVE_UP:
-                # kodosumi answered, for ten minutes, that it does not know it
-                changes.append(RunChange(run, RunStatus.UNKNOWN, now, reasons.FOLLOW_LOST))
-        await self.store.finish_runs(changes)
+            elif status in (None, HUNG) and run.fired_at \
+                    and now - run.fired_at > FOLLOW_GIVE_UP:
+                # ten minutes on, kodosumi does not know it, or keeps its status request
+                # waiting while it answers others: it lost the execution
+                if status is None:
+                    changes.append(RunChange(run, RunStatus.UNKNOWN, now, reasons.FOLLOW_LOST))
+                elif await self._answers(run.owner):
+                    changes.append(RunChange(run, RunStatus.UNKNOWN, now,
+                                             reasons.FOLLOW_NO_STATUS))
+        if await self.store.finish_runs(changes):
+            self.on_release()
         ended = [c.run.owner for c in changes if c.status != RunStatus.RUNNING]
         for owner in ended:
             self.pacer.ended(owner)
@@ -131,9 +143,21 @@ class Follower:
         try:
             async with self._requests:
                 return await self.launcher.status(run.fid, run.owner)
+        except NoAnswerInTime as exc:
+            log.debug("status of %s not read: %s", run.fid, exc)
+            return HUNG
         except Unanswered as exc:
             log.debug("status of %s not read: %s", run.fid, exc)
             return UNANSWERED
+
+    async def _answers(self, owner: str) -> bool:
+        """Whether kodosumi answers status requests at all now (a probe for an id no
+        execution has): then one that hangs is about its own execution."""
+        try:
+            async with self._requests:
+                return await self.launcher.status(PROBE_FID, owner) is None
+        except Unanswered:
+            return False
 
     async def _error_reason(self, run: RunRow) -> str | None:
         """The agent's own last error line, from kodosumi's events."""

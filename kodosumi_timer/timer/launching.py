@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kodosumi_timer import policy, reasons
-from kodosumi_timer.bridge import Launcher, LaunchOutcome, Reconciled
+from kodosumi_timer.bridge import Launcher, LaunchOutcome, Reconciled, Unanswered
 from kodosumi_timer.rules import jitter_offset
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
-from kodosumi_timer.store.repository import Claim, LaunchResult
+from kodosumi_timer.store.repository import Claim, LaunchResult, RunChange
 from kodosumi_timer.timer.pacing import Pacer, Ticket
 from kodosumi_timer.timer.recording import ResultWriter
 from kodosumi_timer.timer.stalls import watched
@@ -126,7 +126,7 @@ class SendGate:
         schedule, run = claim.schedule, claim.run
         if current is None:  # deleted: its runs went with it
             return DROP
-        if run.trigger != "timer":  # "run now" runs whatever the schedule's state
+        if run.trigger not in ("timer", "buffer"):  # "run now" runs whatever the state
             return SEND
         state, version = current
         if state == "paused":
@@ -134,7 +134,8 @@ class SendGate:
         if version != schedule.version:
             return Verdict(False, RunStatus.SKIPPED, reasons.CHANGED)
         instant = send_at(claim)  # late is measured from when it was meant to go
-        if policy.too_late(instant, now, schedule.catchup, schedule.catchup_window):
+        if run.trigger == "timer" and policy.too_late(instant, now, schedule.catchup,
+                                                      schedule.catchup_window):
             late = (now - instant).total_seconds()
             return Verdict(False, RunStatus.MISSED, reasons.MISSED_LATE.format(
                 late=late, window=schedule.catchup_window))
@@ -199,6 +200,8 @@ class Launching:
                     self.writer.add(LaunchResult(run, verdict.status, self.clock(), None,
                                                  verdict.reason))
                 return
+            if schedule.overlap == "replace":
+                await self.replace_running(claim)
             self.in_send.add(run.id)
             launched = False
             try:
@@ -215,6 +218,25 @@ class Launching:
         else:  # each launch is in the run history
             log.debug("schedule %s slot %s launched %s", schedule.id, run.slot, result.fid)
         self.writer.add(result)
+
+    async def replace_running(self, claim: Claim) -> None:
+        """overlap=replace: end the schedule's running executions through kodosumi and
+        record them ``replaced``; one that cannot be ended keeps running (logged), and
+        the slot starts anyway."""
+        ended = []
+        for run in await self.store.running_runs_of(claim.schedule.id):
+            assert run.fid is not None
+            try:
+                await self.launcher.end(run.fid, run.owner)
+            except Unanswered as exc:
+                log.warning("schedule %s: run %s (%s) not ended for the slot %s: %s",
+                            claim.schedule.id, run.id, run.fid, claim.run.slot, exc)
+                continue
+            ended.append(RunChange(run, RunStatus.REPLACED, self.clock(),
+                                   reasons.REPLACED.format(slot=claim.run.slot.isoformat())))
+        await self.store.finish_runs(ended)
+        for change in ended:
+            self.pacer.ended(change.run.owner)
 
     async def find(self, claim: Claim, sent_at: datetime) -> Reconciled:
         """Ask kodosumi whether it started this run, never taking another run's

@@ -99,7 +99,10 @@ class Timer:
         self.lease = timedelta(seconds=config.lease)
         self.pacer = Pacer(max_running=config.max_running, high=config.max_in_flight,
                            target=config.latency_target)
-        self.writer = ResultWriter(store, self.timer_id, config.batch)
+        # a slot buffered behind a running execution is taken at once when it ends
+        self._nudged = asyncio.Event()
+        self.writer = ResultWriter(store, self.timer_id, config.batch,
+                                   on_release=self._nudged.set)
         # a run being sent is held long enough for its request and the check after it
         send_lease = timedelta(seconds=max(config.lease, 2 * config.launch_timeout + 15))
         self.gate = SendGate(store, self.timer_id, clock, send_lease)
@@ -108,7 +111,8 @@ class Timer:
             store=store, launcher=launcher, pacer=self.pacer, gate=self.gate,
             writer=self.writer, clock=clock, sleep=sleep, attempts=config.launch_attempts,
             backoff=config.backoff, system_user=config.system_user)
-        self.follower = Follower(store, launcher, self.pacer, clock, self.launching.busy)
+        self.follower = Follower(store, launcher, self.pacer, clock, self.launching.busy,
+                                 on_release=self._nudged.set)
         self._stopping = asyncio.Event()
         self._launches: dict[asyncio.Task[None], int] = {}  # task -> run id
         self._renewed = 0.0
@@ -201,17 +205,19 @@ class Timer:
             return
         wake = asyncio.ensure_future(self.waker.wait(self._seen, delay))
         stop = asyncio.ensure_future(self._stopping.wait())
+        nudge = asyncio.ensure_future(self._nudged.wait())
         # a local sleep keeps fire times precise whatever the waker's latency
         local = asyncio.ensure_future(asyncio.sleep(delay))
         self.sleeping = True
         try:
-            done, pending = await asyncio.wait({wake, stop, local},
+            done, pending = await asyncio.wait({wake, stop, nudge, local},
                                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.sleeping = False
+        self._nudged.clear()
         if wake in done:
             self._seen = max(self._seen, wake.result())
-        for task in (stop, local):
+        for task in (stop, nudge, local):
             task.cancel()
         if wake in pending:
             # a stale wait only reads generations; let it finish on its own

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from kodosumi_timer import policy, reasons
 from kodosumi_timer.bridge import OwnerState, Roles
+from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import Store
 from kodosumi_timer.store.due import BadRow, DueSchedule
 from kodosumi_timer.store.repository import ClaimRequest
@@ -34,11 +35,14 @@ class Planner:
             await self._quarantine(bad, now)
         owners = {s.owner for s in good if not s.system}
         states = await self.roles.owner_states(owners) if owners else {}
-        busy = await self.store.active_schedule_ids([s.id for s in good if s.overlap == "skip"])
+        busy = await self.store.active_schedule_ids(
+            [s.id for s in good if s.overlap in ("skip", "buffer_one")])
+        waiting = await self.store.buffered_schedule_ids(
+            [s.id for s in good if s.overlap == "buffer_one" and s.id in busy])
         requests: list[ClaimRequest] = []
         for schedule in good:
             try:
-                request = await self._prepare(schedule, now, states, busy)
+                request = await self._prepare(schedule, now, states, busy, waiting)
             except Exception as exc:  # logged and paused: never stalls the batch
                 log.exception("schedule %s could not be handled; pausing it", schedule.id)
                 await self._quarantine(BadRow(schedule.id, schedule.owner, schedule.next_run,
@@ -57,7 +61,8 @@ class Planner:
             log.exception("schedule %s could not be paused (%s)", bad.id, bad.why)
 
     async def _prepare(self, schedule: DueSchedule, now: datetime,
-                       states: dict[str, OwnerState], busy: set[str]) -> ClaimRequest | None:
+                       states: dict[str, OwnerState], busy: set[str],
+                       waiting: set[str]) -> ClaimRequest | None:
         """The claim to make for one due schedule, or None after recording why not."""
         assert schedule.next_run is not None
         due = policy.Due(
@@ -89,12 +94,18 @@ class Planner:
             await self.store.skip_slots(schedule, missed, now, plan.next_run,
                                         end_note=plan.end_note, timer_id=self.timer_id)
             return None
-        if schedule.overlap == "skip" and schedule.id in busy:
-            await self.store.skip_slots(
-                schedule, [*missed, (plan.fire, "skipped", reasons.OVERLAP)], now,
-                plan.next_run, end_note=plan.end_note, timer_id=self.timer_id)
-            log.info("schedule %s slot %s skipped: previous execution still running",
-                     schedule.id, plan.fire)
+        if schedule.overlap in ("skip", "buffer_one") and schedule.id in busy:
+            # buffer_one: the slot waits (unheld) until the running execution ends, and
+            # is then taken like a "run now" request; a second one is skipped
+            if schedule.overlap == "buffer_one" and schedule.id not in waiting:
+                record = (plan.fire, RunStatus.BUFFERED.value, reasons.BUFFERED)
+            else:
+                record = (plan.fire, RunStatus.SKIPPED.value, reasons.OVERLAP
+                          if schedule.overlap == "skip" else reasons.BUFFER_FULL)
+            await self.store.skip_slots(schedule, [*missed, record], now, plan.next_run,
+                                        end_note=plan.end_note, timer_id=self.timer_id)
+            log.info("schedule %s slot %s %s: previous execution still running",
+                     schedule.id, plan.fire, record[1])
             return None
         return ClaimRequest(schedule, plan.fire, plan.next_run, plan.end_note,
                             [(slot, why) for slot, _, why in missed])

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -13,10 +14,12 @@ log = logging.getLogger("kodosumi_timer.timer")
 
 
 class ResultWriter:
-    def __init__(self, store: Store, timer_id: str, batch: int = 500):
+    def __init__(self, store: Store, timer_id: str, batch: int = 500,
+                 on_release: Callable[[], None] = lambda: None):
         self.store = store
         self.timer_id = timer_id
         self.batch = batch
+        self.on_release = on_release  # a buffered slot may start now
         self._results: list[LaunchResult] = []
         self._waiting = asyncio.Event()
 
@@ -56,7 +59,8 @@ class ResultWriter:
         a bad value) is given up, logged with its fid; any other failure (the store away,
         or coming back while the rows are written) keeps the row for the next try."""
         try:
-            await self.store.record_launches(chunk, self.timer_id)
+            if await self.store.record_launches(chunk, self.timer_id):
+                self.on_release()
             return []
         except Exception as exc:
             if len(chunk) == 1 and not refused_row(exc):
@@ -64,7 +68,8 @@ class ResultWriter:
         left = []
         for result in chunk:
             try:
-                await self.store.record_launches([result], self.timer_id)
+                if await self.store.record_launches([result], self.timer_id):
+                    self.on_release()
             except Exception as exc:
                 if not refused_row(exc):
                     left.append(result)

@@ -5,7 +5,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kodosumi_timer.bridge import LaunchOutcome, Reconciled, Unanswered
+from kodosumi_timer.bridge import LaunchOutcome, NoAnswerInTime, Reconciled, Unanswered
 from kodosumi_timer.store.repository import new_id
 from kodosumi_timer.store.tables import ScheduleRow
 
@@ -76,6 +76,7 @@ class FakeLauncher:
         self.status_calls = 0
         self.polled: list[str] = []  # fids asked for, in order
         self.unanswered = False  # status, end: kodosumi cannot be asked
+        self.hung: set[str] = set()  # fids whose status request is never answered
         self.ended: list[str] = []  # fids ended through kodosumi
 
     async def launch(self, flow_url: str, owner: str, inputs: dict[str, Any], *,
@@ -98,6 +99,8 @@ class FakeLauncher:
     async def status(self, fid: str, owner: str) -> str | None:
         self.status_calls += 1
         self.polled.append(fid)
+        if fid in self.hung:
+            raise NoAnswerInTime("no answer within 30 s")
         if self.unanswered:
             raise Unanswered("ServerDisconnectedError")
         return self.statuses.get(fid)

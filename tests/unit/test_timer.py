@@ -138,6 +138,29 @@ async def test_unknown_only_once_kodosumi_said_for_ten_minutes_it_does_not_know_
     assert run.status == "unknown" and run.reason == reasons.FOLLOW_LOST
 
 
+async def test_an_execution_whose_status_never_answers_is_unknown_while_kodosumi_answers(
+        store):
+    """kodosumi 1.1 keeps the status request of an execution it lost (no status ever
+    written) waiting: unknown after ten minutes, but only while it answers others."""
+    row = await store.add_schedule(schedule())
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.hung = {"fid-1"}
+    clock.advance(minutes=5)
+    await make_timer(store, launcher, clock=clock).follow()
+    assert (await store.runs(row.id))[0][0].status == "launched"  # not yet
+    clock.advance(minutes=6)
+    launcher.unanswered = True  # and kodosumi answers nothing else either
+    await make_timer(store, launcher, clock=clock).follow()
+    assert (await store.runs(row.id))[0][0].status == "launched"
+    launcher.unanswered = False
+    await make_timer(store, launcher, clock=clock).follow()
+    run = (await store.runs(row.id))[0][0]
+    assert run.status == "unknown" and run.reason == reasons.FOLLOW_NO_STATUS
+
+
 async def test_an_execution_past_its_timeout_is_ended_through_kodosumi(store):
     rows = [await store.add_schedule(schedule(timeout=60)) for _ in range(3)]
     launcher, clock = FakeLauncher(), Clock(T0)
@@ -269,6 +292,57 @@ async def test_overlap_allow_launches_anyway(store):
         await timer.drain()
         clock.advance(minutes=1)
     assert len(launcher.calls) == 3
+
+
+async def test_overlap_buffer_one_starts_one_waiting_slot_when_the_running_one_ends(store):
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            overlap="buffer_one", run_at=None))
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+
+    async def turn(minutes: int = 1) -> dict:
+        clock.advance(minutes=minutes)
+        await timer.step()
+        await timer.drain()
+        runs, _ = await store.runs(row.id)
+        return {r.slot: (r.status, r.trigger) for r in runs}
+
+    await turn(0)
+    launcher.statuses["fid-1"] = "running"
+    await turn()  # the next slot waits for the running one
+    runs = await turn()  # and a third is skipped: at most one waits
+    assert runs == {T0: ("launched", "timer"), T0 + timedelta(minutes=1): ("buffered", "buffer"),
+                    T0 + timedelta(minutes=2): ("skipped", "timer")}
+    launcher.statuses["fid-1"] = "finished"
+    clock.advance(seconds=20)
+    await timer.follow()  # the end is seen: the waiting slot is released ...
+    await timer.step()  # ... and taken at once
+    await timer.drain()
+    runs, _ = await store.runs(row.id)
+    buffered = next(r for r in runs if r.slot == T0 + timedelta(minutes=1))
+    assert (buffered.status, buffered.fid) == ("launched", "fid-2")
+    assert len(launcher.calls) == 2
+
+
+async def test_overlap_replace_ends_the_running_execution_then_starts(store):
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            overlap="replace", run_at=None))
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    launcher.statuses["fid-1"] = "running"
+    await timer.follow()
+    clock.advance(minutes=1)
+    await timer.fire_due()
+    await timer.drain()
+    assert launcher.ended == ["fid-1"] and len(launcher.calls) == 2
+    runs, _ = await store.runs(row.id)
+    by_slot = {r.slot: r for r in runs}
+    assert by_slot[T0].status == "replaced"
+    assert by_slot[T0].reason == reasons.REPLACED.format(
+        slot=(T0 + timedelta(minutes=1)).isoformat())
+    assert by_slot[T0 + timedelta(minutes=1)].status == "launched"
 
 
 async def test_manual_trigger_is_launched_once_without_moving_next_run(store):
