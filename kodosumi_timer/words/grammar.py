@@ -27,11 +27,12 @@ _PART_OF_DAY = {"night": "pm", "evening": "pm", "afternoon": "pm", "tonight": "p
 _KEYWORDS = {"minutely": "minute", "hourly": "hour", "daily": "day", "weekly": "week",
              "monthly": "month", "yearly": "year"}
 _RANGE_WORDS = ("to", "through", "until")
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # every word some clause takes (for "did you mean" on a word nobody takes)
 VOCABULARY = frozenset((*WEEKDAYS, *MONTHS, *NTH, *UNITS, *_PART_OF_DAY, *_KEYWORDS,
                         *_RANGE_WORDS, "every", "other", "half", "quarter", "an", "a", "of",
                         "the", "at", "on", "in", "and", "or", "between", "from", "starting",
-                        "past", "after", "noon", "midnight", "oclock", "today", "tomorrow",
+                        "past", "after", "except", "but", "noon", "midnight", "oclock", "today", "tomorrow",
                         "next", "this", "last", "weekday", "weekend", "month", "hour"))
 
 
@@ -64,6 +65,7 @@ class Parts:
     day_word: str | None = None                  # today, tomorrow, next:<weekday>
     recurring: bool = False                      # "every" or a frequency word was said
     meridiem: str | None = None                  # "pm" after night/evening, "am" after morning
+    excluded: frozenset[int] = frozenset()       # weekdays after "except"
     filled: set[str] = field(default_factory=set)
 
     def fill(self, name: str, value: object, said: str) -> None:
@@ -75,7 +77,7 @@ class Parts:
 
 def close_word(word: str) -> str | None:
     """The known word nearest to ``word``, if one is near."""
-    found = difflib.get_close_matches(word, sorted(VOCABULARY), n=1, cutoff=0.75)
+    found = difflib.get_close_matches(word, sorted(VOCABULARY), n=1, cutoff=0.65)
     return found[0] if found else None
 
 
@@ -125,7 +127,7 @@ class Reader:
     # ------------------------------------------------------------ the phrase
 
     def read(self) -> Parts:
-        clauses = (self.every, self.keyword, self.in_clause, self.window, self.starting,
+        clauses = (self.every, self.keyword, self.except_clause, self.in_clause, self.window, self.starting,
                    self.at, self.on, self.ordinal_days, self.day_word, self.month_date,
                    self.part_of_day, self.weekday_clause, self.clock_clause)
         while self.i < len(self.tokens):
@@ -135,7 +137,17 @@ class Reader:
                 continue
             if not any(clause() for clause in clauses):
                 self.unknown()
-        return self.parts
+        parts = self.parts
+        if parts.excluded:
+            if parts.nth or parts.days or parts.last_day:
+                self.fail("\"except\" leaves out weekdays from a weekly rule, e.g. "
+                          "\"every day at 9 except Sundays\"")
+            kept = (parts.weekdays or frozenset(range(7))) - parts.excluded
+            if not kept:
+                self.fail("the phrase leaves out every day of the week")
+            parts.weekdays = kept
+            parts.filled.add("weekdays")
+        return parts
 
     def unknown(self) -> NoReturn:
         token = self.tokens[self.i]
@@ -308,6 +320,16 @@ class Reader:
         if self.month_date(yearly=True) or self.ordinal_days() or self.weekday_clause():
             return True
         self.fail("every what? e.g. every day, every weekday, every Monday, every 15 minutes")
+
+    def except_clause(self) -> bool:
+        if self.accept("except", "but") is None:
+            return False
+        self.accept("on")
+        days = self.weekday_list()
+        if days is None:
+            self.fail("except what? e.g. \"every day at 9 except Sundays\"")
+        self.parts.fill("excluded", days, "\"except\"")
+        return True
 
     def keyword(self) -> bool:
         found = self.accept(*_KEYWORDS)
@@ -503,7 +525,7 @@ class Reader:
         if month is None or day is None:
             self.i = saved
             return False
-        if day != int(day) or not 1 <= day <= 31:
+        if day != int(day) or not 1 <= day <= _MONTH_DAYS[month - 1]:
             self.fail(f"{MONTHS[month - 1].title()} has no day {day:g}")
         if self.kind() == "comma" and self.kind(1) == "num":
             self.i += 1

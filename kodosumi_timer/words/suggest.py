@@ -1,7 +1,8 @@
 """The nearest form the grammar knows, for a phrase it could not read.
 
 Deterministic: each template is scored by the words it shares with the phrase (numbers
-count as one word, "#") and by difflib's similarity of the two texts; the best wins.
+count as one word, "#") and by difflib's similarity of the two word sequences (so that
+word order counts too); the best wins, the earlier template on a tie.
 """
 
 from __future__ import annotations
@@ -45,18 +46,25 @@ TEMPLATES = (
 _WORD = re.compile(r"[a-z]+|\d+")
 
 
-def _words(text: str) -> set[str]:
-    return {"#" if w.isdigit() else spelling(w) for w in _WORD.findall(text.lower())}
+def _words(text: str) -> list[str]:
+    return ["#" if w.isdigit() else spelling(w) for w in _WORD.findall(text.lower())]
+
+
+_TEMPLATE_WORDS = [(template, _words(template)) for template in TEMPLATES]
 
 
 def nearest(text: str) -> str:
     """The template most like ``text``."""
-    words = _words(text)
-    lowered = text.lower()
-
-    def score(template: str) -> float:
-        theirs = _words(template)
-        overlap = len(words & theirs) / len(words | theirs) if words | theirs else 0.0
-        return overlap + 0.5 * SequenceMatcher(None, lowered, template.lower()).ratio()
-
-    return max(TEMPLATES, key=score)
+    words = _words(text)[:40]
+    mine = set(words)
+    matcher = SequenceMatcher(autojunk=False)
+    matcher.set_seq2(words)
+    best, best_score = TEMPLATES[0], -1.0
+    for template, theirs in _TEMPLATE_WORDS:
+        both = mine | set(theirs)
+        overlap = len(mine & set(theirs)) / len(both) if both else 0.0
+        matcher.set_seq1(theirs)
+        score = overlap + 0.5 * matcher.ratio()
+        if score > best_score:
+            best, best_score = template, score
+    return best

@@ -130,8 +130,10 @@ def tokenize(text: str) -> list[Token]:
                 tokens.append(Token("num", piece, value=_NUMBER_WORDS[piece]))
             else:
                 tokens.append(Token("word", spelling(piece)))
-        elif kind in ("dash", "comma"):
-            tokens.append(Token(kind, piece))
+        elif kind == "dash":
+            tokens.append(Token("dash", piece))
+        elif kind == "comma":
+            tokens.append(Token("comma", piece))
         elif kind == "other":
             raise WordsError(f"the character {piece!r} has no meaning here")
     return tokens
