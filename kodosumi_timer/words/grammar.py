@@ -32,8 +32,9 @@ _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 VOCABULARY = frozenset((*WEEKDAYS, *MONTHS, *NTH, *UNITS, *_PART_OF_DAY, *_KEYWORDS,
                         *_RANGE_WORDS, "every", "other", "half", "quarter", "an", "a", "of",
                         "the", "at", "on", "in", "and", "or", "between", "from", "starting",
-                        "past", "after", "except", "but", "noon", "midnight", "oclock", "today", "tomorrow",
-                        "next", "this", "last", "weekday", "weekend", "month", "hour"))
+                        "past", "after", "except", "but", "noon", "midnight", "oclock",
+                        "today", "tomorrow", "next", "this", "last", "weekday", "weekend",
+                        "month", "hour"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +128,9 @@ class Reader:
     # ------------------------------------------------------------ the phrase
 
     def read(self) -> Parts:
-        clauses = (self.every, self.keyword, self.except_clause, self.in_clause, self.window, self.starting,
-                   self.at, self.on, self.ordinal_days, self.day_word, self.month_date,
-                   self.part_of_day, self.weekday_clause, self.clock_clause)
+        clauses = (self.every, self.keyword, self.except_clause, self.in_clause, self.window,
+                   self.starting, self.at, self.on, self.ordinal_days, self.day_word,
+                   self.month_date, self.part_of_day, self.weekday_clause, self.clock_clause)
         while self.i < len(self.tokens):
             if self.accept("and") or self.kind() == "comma":
                 if self.kind() == "comma":

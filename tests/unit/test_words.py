@@ -1,15 +1,19 @@
 """Schedule rules in words: the phrase table, the once/interval arithmetic, the errors and
 their suggestions, and properties (junk raises only WordsError; every cron made is valid)."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from litestar.testing import AsyncTestClient
 
 from kodosumi_timer import cron
 from kodosumi_timer.words import TEMPLATES, WordsError, read_rule, upcoming
 from kodosumi_timer.words.grammar import VOCABULARY
+from tests.unit.conftest import ALICE, token
+from tests.unit.factories import T0, composed_app
 
 BERLIN = "Europe/Berlin"
 NOW = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)  # a Thursday, 12:00 in Berlin
@@ -362,3 +366,66 @@ _composed = st.lists(_clause, min_size=1, max_size=4).map(" ".join)
 @given(_composed, _zones, _instants)
 def test_phrases_made_of_clauses_give_a_valid_rule_or_our_error(text, zone, now):
     _check(text, zone, now)
+
+
+# ------------------------------------------------------------------------ the API
+
+async def test_preview_reads_text_and_answers_the_rule_and_its_times(api):
+    r = await api.post("/schedule/preview", json={"text": "every weekday at 9am",
+                                                  "timezone": BERLIN, "count": 30},
+                       headers=token(ALICE))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["rule"] == {"schedule_type": "cron", "cron_expression": "0 9 * * 1-5",
+                            "run_at": None, "every": None, "anchor": None}
+    assert body["description"] == "At 09:00, Monday through Friday"
+    expected = cron.next_fire_times("0 9 * * 1-5", BERLIN, T0, 30)
+    assert [datetime.fromisoformat(t["utc"]) for t in body["times"]] == expected
+    # the same times as the cron expression's own preview
+    plain = await api.post("/schedule/preview", json={"cron_expression": "0 9 * * 1-5",
+                                                      "timezone": BERLIN, "count": 30},
+                           headers=token(ALICE))
+    assert plain.json()["times"] == body["times"] and plain.json()["rule"] is None
+
+
+async def test_preview_of_an_interval_and_a_one_off(api):
+    r = await api.post("/schedule/preview", json={"text": "every 90 minutes", "count": 3},
+                       headers=token(ALICE))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["rule"]["schedule_type"] == "interval" and body["rule"]["every"] == "90m"
+    assert [datetime.fromisoformat(t["utc"]) for t in body["times"]] == [
+        T0 + timedelta(minutes=90 * k) for k in (1, 2, 3)]
+    r = await api.post("/schedule/preview", json={"text": "tomorrow at 9",
+                                                  "timezone": BERLIN}, headers=token(ALICE))
+    body = r.json()
+    assert body["rule"]["schedule_type"] == "once"
+    assert datetime.fromisoformat(body["rule"]["run_at"]) == z("2027-03-02T08:00")
+    assert len(body["times"]) == 1 and body["description"].startswith("Once, on Tue 2027-03-02")
+
+
+@pytest.mark.parametrize(("payload", "field", "says"), [
+    ({"text": "evry weekday at 9"}, "text", "did you mean 'every'"),
+    ({"text": "every 5 seconds"}, "text", "every 30 seconds"),
+    ({"text": ""}, "text", "empty"),
+    ({"text": "x" * 201}, "text", "200"),
+    ({"text": "daily", "cron_expression": "0 9 * * *"}, "text", "not both"),
+    ({"text": "daily", "timezone": "Mars/Base"}, "timezone", "unknown timezone"),
+])
+async def test_preview_refuses_unreadable_text_naming_it(api, payload, field, says):
+    r = await api.post("/schedule/preview", json=payload, headers=token(ALICE))
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field and says in r.json()["detail"], r.text
+    assert "Traceback" not in r.text
+
+
+async def test_the_openapi_documents_text_and_rule(tmp_path):
+    async with AsyncTestClient(app=composed_app(tmp_path)) as panel:
+        spec = (await panel.get("/schema/openapi.json", headers=token(ALICE))).json()
+    schemas = spec["components"]["schemas"]
+    request = next(v for k, v in schemas.items() if k.endswith("PreviewRequest"))
+    response = next(v for k, v in schemas.items() if k.endswith("PreviewResponse"))
+    assert "every weekday at 9am" in json.dumps(request["properties"]["text"])
+    assert "rule" in response["properties"]
+    operation = spec["paths"]["/schedule/preview"]["post"]
+    assert "`text`" in operation["description"]
