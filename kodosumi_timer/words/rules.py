@@ -119,8 +119,7 @@ def _once_at(day: date, clock: Clock, timezone: str, now: datetime, said: str) -
     when = local.strftime("%a %Y-%m-%d at %H:%M %Z")
     if instant <= now:
         raise WordsError(f"{said} is {when}, which has passed; name a later day or time")
-    return Rule("once", f"Once, on {when}" + (f" ({note})" if note else ""),
-                run_at=instant, note=note)
+    return Rule("once", f"Once, on {when}", run_at=instant, note=note)
 
 
 def _only(parts: Parts, allowed: set[str], what: str) -> None:
@@ -236,12 +235,12 @@ def _interval(parts: Parts, seconds: int, timezone: str, now: datetime) -> Rule:
         clock = Clock(0, 0)
     anchor = None if clock is None else _next_wall(clock, weekday, timezone, now)
     if anchor is None:
-        start = "counted from when the schedule is saved"
+        start = ", counted from when the schedule is saved"
     else:
         local = anchor.astimezone(cron.parse_zone(timezone))
-        start = f"from {local.strftime('%a %Y-%m-%d %H:%M %Z')}"
-    return Rule("interval", f"Every {spoken(seconds)}, {start}; elapsed time, so a DST "
-                "change moves it on the wall clock", every=every_text(seconds), anchor=anchor)
+        start = f" from {local.strftime('%a %Y-%m-%d %H:%M %Z')}"
+    return Rule("interval", f"Every {spoken(seconds)}{start} (elapsed time, unaffected by "
+                "DST)", every=every_text(seconds), anchor=anchor)
 
 
 # ------------------------------------------------------------------------ cron
