@@ -308,9 +308,8 @@ def _preview_words(text: str, zone: str, start_at: datetime, count: int,
 
     rule = words.read_rule(text, zone, start_at)
     times = words.upcoming(rule, zone, start_at, count)
-    fields = {"schedule_type": rule.schedule_type, "cron_expression": rule.cron_expression,
-              "run_at": rule.run_at.isoformat() if rule.run_at else None,
-              "every": rule.every, "anchor": rule.anchor.isoformat() if rule.anchor else None}
+    fields = {name: value.isoformat() if isinstance(value, datetime) else value
+              for name, value in rule.fields().items()}
     if as_json:
         click.echo(json.dumps({
             "text": text, "timezone": zone, "rule": fields, "description": rule.description,

@@ -124,8 +124,7 @@ def _words_preview(data: PreviewRequest, now: datetime) -> PreviewResponse:
     times = words.upcoming(rule, data.timezone, now, data.count)
     return PreviewResponse(
         description=rule.description, timezone=data.timezone,
-        rule=PreviewRule(schedule_type=rule.schedule_type, cron_expression=rule.cron_expression,
-                         run_at=rule.run_at, every=rule.every, anchor=rule.anchor),
+        rule=PreviewRule.model_validate(rule.fields()),
         times=[PreviewTime(utc=t.utc, local=t.local, dst_note=t.dst_note) for t in times])
 
 

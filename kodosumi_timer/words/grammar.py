@@ -33,8 +33,8 @@ VOCABULARY = frozenset((*WEEKDAYS, *MONTHS, *NTH, *UNITS, *_PART_OF_DAY, *_KEYWO
                         *_RANGE_WORDS, "every", "other", "half", "quarter", "an", "a", "of",
                         "the", "at", "on", "in", "and", "or", "between", "from", "starting",
                         "past", "after", "except", "but", "noon", "midnight", "oclock",
-                        "today", "tomorrow", "next", "this", "last", "weekday", "weekend",
-                        "month", "hour"))
+                        "today", "tomorrow", "fortnight", "during", "next", "this", "last",
+                        "weekday", "weekend", "month", "hour"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +291,16 @@ class Reader:
         parts = self.parts
         parts.recurring = True
         count: float | None = None
+        token = self.peek()
         if self.accept("other"):
             count = 2
+        elif self.accept("fortnight"):
+            parts.fill("step", (2, "week"), "how often")
+            return True
+        elif token is not None and self.word(1) in UNITS and (
+                token.kind == "ord" or token.kind == "word" and token.text in NTH):
+            count = token.value if token.kind == "ord" else NTH[token.text]  # every 2nd day
+            self.i += 1
         elif self.kind() == "num":
             count = self.take().value
         elif self.word() in ("half", "quarter"):
@@ -416,7 +424,7 @@ class Reader:
         return True
 
     def on(self) -> bool:
-        if self.accept("on") is None:
+        if self.accept("on", "during") is None:
             return False
         if self.word() == "the" and self.word(1) == "hour":
             self.i += 2

@@ -50,6 +50,12 @@ class Rule:
     anchor: datetime | None = None
     note: str | None = None
 
+    def fields(self) -> dict[str, object]:
+        """The rule as a schedule's fields (the other rules' fields None, so that an
+        update switching from one kind of rule to another clears them)."""
+        return {"schedule_type": self.schedule_type, "cron_expression": self.cron_expression,
+                "run_at": self.run_at, "every": self.every, "anchor": self.anchor}
+
     @property
     def every_seconds(self) -> int | None:
         if self.every is None:

@@ -94,6 +94,7 @@ CRON_TABLE = [
     ("every Monday in January at 9", "0 9 * 1 1"),
     ("every weekday in June, July and August at 7", "0 7 * 6-8 1-5"),
     ("every day at 9 o'clock", "0 9 * * *"),
+    ("every 30 minutes during weekdays", "*/30 * * * 1-5"),
     ("every day at 9 except Sundays", "0 9 * * 1-6"),
     ("every day except weekends at 8", "0 8 * * 1-5"),
     ("every weekday but Friday at 9", "0 9 * * 1-4"),
@@ -123,6 +124,9 @@ INTERVAL_TABLE = [
     ("every other day at 13:00", "2d", "2026-12-03T12:00"),  # still today
     ("every 2 weeks on Monday at 9", "14d", "2026-12-07T08:00"),
     ("every 2 weeks", "14d", None),
+    ("every second day at 9", "2d", "2026-12-04T08:00"),
+    ("every 2nd week on Monday", "14d", "2026-12-06T23:00"),
+    ("every fortnight", "14d", None),
     ("every 90 minutes starting at 8", "90m", "2026-12-04T07:00"),
 ]
 
