@@ -1,8 +1,9 @@
 """Schedule rules written in words: "every weekday at 9am" -> ``0 9 * * 1-5``.
 
-A grammar of our own, deterministic and offline (:mod:`.tokens` -> :mod:`.grammar` ->
-:mod:`.rules`); what it cannot read is a :class:`WordsError` (``field`` "text") that
-names the word at fault and the nearest form it knows (:mod:`.suggest`).
+A grammar of our own, deterministic and offline: :mod:`.tokens` splits the text,
+:mod:`.grammar` reads its clauses into :mod:`.parts`, :mod:`.rules` makes the rule; what
+it cannot read is a :class:`WordsError` (``field`` "text") that names the word at fault
+and the nearest form it knows (:mod:`.suggest`).
 
 * :func:`read_rule` -- a phrase as a :class:`Rule` (once, cron or interval) with a
   description of what was understood;
@@ -16,7 +17,8 @@ from datetime import datetime, timedelta
 from kodosumi_timer import cron
 
 from .errors import WordsError
-from .grammar import Reader, with_meridiem
+from .grammar import Reader
+from .parts import with_meridiem
 from .rules import MIN_INTERVAL, Rule, build_rule
 from .suggest import TEMPLATES, nearest
 from .tokens import tokenize

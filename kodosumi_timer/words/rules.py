@@ -21,7 +21,8 @@ from typing import Literal
 from kodosumi_timer import cron
 
 from .errors import WordsError
-from .grammar import WEEKDAYS, Clock, Parts
+from .grammar import WEEKDAYS
+from .parts import Clock, Parts
 
 MIN_INTERVAL = 10
 MAX_INTERVAL = 366 * 86_400
