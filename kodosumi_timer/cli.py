@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from kodosumi_timer.preflight import (
     probe_store,
     tcp_answers,
 )
+
+if TYPE_CHECKING:
+    from kodosumi_timer.cron import FireTime
 
 
 @click.group()
@@ -246,19 +250,30 @@ def check_config(file: str | None) -> None:
 
 
 @cli.command()
-@click.argument("expression")
+@click.argument("expression", metavar="RULE")
 @click.option("--timezone", "zone", default="UTC", show_default=True, help="IANA time zone.")
 @click.option("--after", default=None, help="ISO 8601 start instant (default: now).")
 @click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def preview(expression: str, zone: str, after: str | None, count: int, as_json: bool) -> None:
-    """Describe a cron EXPRESSION and list its next fire times."""
+    """Describe a RULE and list its next fire times.
+
+    RULE is a cron expression ("0 9 * * MON-FRI") or a rule in words ("every weekday at
+    9am", "every 90 minutes", "first Monday of the month at 08:30", "tomorrow at 9").
+    """
     from kodosumi_timer import cron
 
     try:
         start_at = datetime.fromisoformat(after) if after else datetime.now(UTC)
         if start_at.tzinfo is None:
             start_at = cron.resolve_wall_time(start_at, zone)[0]
+        try:
+            cron.validate(expression)
+        except cron.CronError as exc:
+            if _looks_like_cron(expression):
+                raise click.ClickException(str(exc)) from exc
+            _preview_words(expression, zone, start_at, count, as_json)
+            return
         text = cron.describe(expression)
         times = cron.preview(expression, zone, start_at, count)
     except ValueError as exc:
@@ -270,10 +285,47 @@ def preview(expression: str, zone: str, after: str | None, count: int, as_json: 
                        "dst_note": t.dst_note} for t in times]}, indent=2))
         return
     click.echo(f"{text} ({zone})")
+    _echo_times(times)
+
+
+def _looks_like_cron(text: str) -> bool:
+    """An alias, or five fields that start like a cron minute: its error is cron's."""
+    fields = text.split()
+    return text.strip().startswith("@") or (
+        len(fields) == 5 and all(c in "0123456789*/,-" for c in fields[0]))
+
+
+def _echo_times(times: "list[FireTime]") -> None:
     for t in times:
         mark = f"  * {t.dst_note}" if t.dst_note else ""
         click.echo(f"  {t.local.strftime('%a %Y-%m-%d %H:%M %Z'):<28} "
                    f"{t.utc.strftime('%Y-%m-%d %H:%M')} UTC{mark}")
+
+
+def _preview_words(text: str, zone: str, start_at: datetime, count: int,
+                   as_json: bool) -> None:
+    from kodosumi_timer import words
+
+    rule = words.read_rule(text, zone, start_at)
+    times = words.upcoming(rule, zone, start_at, count)
+    fields = {name: value.isoformat() if isinstance(value, datetime) else value
+              for name, value in rule.fields().items()}
+    if as_json:
+        click.echo(json.dumps({
+            "text": text, "timezone": zone, "rule": fields, "description": rule.description,
+            "times": [{"utc": t.utc.isoformat(), "local": t.local.isoformat(),
+                       "dst_note": t.dst_note} for t in times]}, indent=2))
+        return
+    if rule.cron_expression is not None:
+        read_as = f"cron {rule.cron_expression!r}"
+    elif rule.every is not None:
+        read_as = f"interval every {rule.every}" + (
+            f" from {rule.anchor:%Y-%m-%d %H:%M} UTC" if rule.anchor else "")
+    else:
+        read_as = f"once at {rule.run_at:%Y-%m-%d %H:%M} UTC"
+    click.echo(f"{rule.description} ({zone})")
+    click.echo(f"  read as: {read_as}")
+    _echo_times(times)
 
 
 @cli.command()

@@ -130,6 +130,10 @@ class PreviewRequest(BaseModel):
 
     cron_expression: str | None = Field(None, max_length=1000)
     run_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
+    text: str | None = Field(
+        None, max_length=200, examples=["every weekday at 9am"],
+        description="the rule in words, instead of cron_expression or run_at: e.g. "
+        "\"every 15 minutes\", \"first Monday of the month at 08:30\", \"tomorrow at 9\"")
     timezone: str = Field("UTC", max_length=64)
     count: int = Field(5, ge=1, le=100)
 
@@ -142,10 +146,23 @@ class PreviewTime(BaseModel):
     dst_note: str | None = None
 
 
+class PreviewRule(BaseModel):
+    """The rule a `text` was read as, in the fields a schedule takes."""
+
+    schedule_type: Literal["once", "cron", "interval"]
+    cron_expression: str | None = None
+    run_at: datetime | None = Field(None, description="once: the instant, in UTC")
+    every: str | None = Field(None, description="interval: e.g. \"90m\", \"2h\", \"3d\"")
+    anchor: datetime | None = Field(
+        None, description="interval: the first slot, in UTC; null: when the schedule is saved")
+
+
 class PreviewResponse(BaseModel):
     description: str
     timezone: str
     times: list[PreviewTime]
+    rule: PreviewRule | None = Field(default=None,
+                                     description="with `text`: the rule it was read as")
 
 
 class ScheduleResponse(BaseModel):

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Litestar, Request, Response, delete, get, patch, post, put
@@ -22,7 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryParameter
 
-from kodosumi_timer import cron
+from kodosumi_timer import cron, words
 from kodosumi_timer.errors import (
     Conflict,
     Forbidden,
@@ -38,6 +39,7 @@ from kodosumi_timer.models import (
     FieldChange,
     PreviewRequest,
     PreviewResponse,
+    PreviewRule,
     PreviewTime,
     RunList,
     RunResponse,
@@ -110,6 +112,20 @@ ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "de
                            "pauseSchedule", "resumeSchedule", "triggerSchedule",
                            "scheduleRuns", "scheduleChanges")
 
+
+
+def _words_preview(data: PreviewRequest, now: datetime) -> PreviewResponse:
+    """A preview of a rule written in words: the rule it was read as and its next times."""
+    assert data.text is not None
+    try:
+        rule = words.read_rule(data.text, data.timezone, now)
+    except words.WordsError as exc:
+        raise InvalidInput(str(exc), field="text") from exc
+    times = words.upcoming(rule, data.timezone, now, data.count)
+    return PreviewResponse(
+        description=rule.description, timezone=data.timezone,
+        rule=PreviewRule.model_validate(rule.fields()),
+        times=[PreviewTime(utc=t.utc, local=t.local, dst_note=t.dst_note) for t in times])
 
 
 def _link(operation: str) -> Link:
@@ -351,7 +367,14 @@ class ScheduleController(Controller):
 
     @post("/preview", summary="Preview a rule", status_code=200, operation_id="previewSchedule",
           operation_class=ApiOperation,
-          description="The rule in words and its next fire times, with DST shifts marked.",
+          description="The rule in words and its next fire times, with DST shifts marked. "
+                      "Send `cron_expression`, `run_at`, or `text`: a rule in English "
+                      "(\"every weekday at 9am\", \"every 90 minutes\", \"first Monday of "
+                      "the month at 08:30\", \"tomorrow at 9\", \"in 2 hours\"), read by "
+                      "the timer's own grammar, no network; the answer's `rule` is what it "
+                      "was read as, a 422 naming `text` says what was not understood and the "
+                      "nearest form it knows. An interval's times are anchor + k·every in "
+                      "elapsed time (no anchor: counted from now).",
           responses=INVALID)
     async def preview(self, state: State, data: PreviewBody) -> PreviewResponse:
         services = services_from(state)
@@ -360,6 +383,11 @@ class ScheduleController(Controller):
             cron.parse_zone(data.timezone)
         except ValueError as exc:
             raise InvalidInput(str(exc), field="timezone") from exc
+        if data.text is not None:
+            if data.cron_expression or data.run_at is not None:
+                raise InvalidInput("give text, or cron_expression or run_at, not both",
+                                   field="text")
+            return _words_preview(data, now)
         if data.cron_expression and data.run_at is None:
             try:
                 text = cron.describe(data.cron_expression)
@@ -378,7 +406,8 @@ class ScheduleController(Controller):
                 description=f"Once, at {local.strftime('%Y-%m-%d %H:%M %Z')}",
                 timezone=data.timezone,
                 times=[PreviewTime(utc=instant, local=local, dst_note=note)])
-        raise InvalidInput("give either cron_expression or run_at", field="cron_expression")
+        raise InvalidInput("give either cron_expression or run_at (or text)",
+                           field="cron_expression")
 
     @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE,
          operation_id="getSchedule", operation_class=ScheduleOperation, response_headers=[ETAG])
