@@ -12,9 +12,10 @@ and the nearest form it knows (:mod:`.suggest`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from kodosumi_timer import cron
+from kodosumi_timer.rules import Rule as Slots
 
 from .errors import WordsError
 from .grammar import Reader
@@ -56,10 +57,7 @@ def upcoming(rule: Rule, timezone: str, now: datetime, count: int) -> list[cron.
     if rule.run_at is not None:
         return [cron.FireTime(utc=rule.run_at, local=rule.run_at.astimezone(zone),
                               dst_note=rule.note)][:count]
-    every = rule.every_seconds
-    assert every is not None, "a rule is once, cron or interval"
-    anchor = rule.anchor or now
-    skipped = max(0, int((now - anchor).total_seconds()) // every + 1) if anchor <= now else 0
-    first = anchor + timedelta(seconds=skipped * every)
-    times = [first + timedelta(seconds=k * every) for k in range(count)]
-    return [cron.FireTime(utc=t, local=t.astimezone(zone)) for t in times]
+    assert rule.every_seconds is not None, "a rule is once, cron or interval"
+    slots = Slots("interval", timezone, every=rule.every_seconds,
+                  anchor=rule.anchor or now).next_slots(now, count)
+    return [cron.FireTime(utc=t, local=t.astimezone(zone)) for t in slots]
