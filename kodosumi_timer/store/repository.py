@@ -790,6 +790,24 @@ class Store:
             s.add(run)
         return run
 
+    async def queue_backfill(self, schedule: ScheduleRow, slots: Sequence[datetime],
+                             change: ChangeRow) -> int:
+        """Runs for past slots (issue 13's backfill), waiting like "run now" requests and
+        taken by a timer through the same pacing; a slot already recorded gets its next
+        attempt. With its change-log entry, in one transaction. Returns how many."""
+        if not slots:
+            return 0
+        async with self.session.begin() as s:
+            tried = dict((await s.execute(
+                select(RunRow.slot, func.max(RunRow.attempt))
+                .where(RunRow.schedule_id == schedule.id, RunRow.slot.in_(slots))
+                .group_by(RunRow.slot))).all())
+            s.add_all(RunRow(schedule_id=schedule.id, owner=schedule.owner, slot=slot,
+                             attempt=tried.get(slot, 0) + 1, trigger="backfill",
+                             status=RunStatus.QUEUED.value) for slot in slots)
+            s.add(change)
+        return len(slots)
+
     async def active_runs(self, limit: int = 200, after: int = 0) -> Sequence[RunRow]:
         """Runs whose execution has not ended, by id from ``after`` on (a page of them:
         the follow loop walks them round-robin)."""

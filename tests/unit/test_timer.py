@@ -11,6 +11,7 @@ from kodosumi_timer import reasons
 from kodosumi_timer.bridge import LaunchOutcome, Reconciled
 from kodosumi_timer.policy import MAX_MISSED_RECORDED
 from kodosumi_timer.rules import jitter_offset
+from kodosumi_timer.store.repository import ClaimRequest
 from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer, TimerConfig
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
@@ -343,6 +344,31 @@ async def test_overlap_replace_ends_the_running_execution_then_starts(store):
     assert by_slot[T0].reason == reasons.REPLACED.format(
         slot=(T0 + timedelta(minutes=1)).isoformat())
     assert by_slot[T0 + timedelta(minutes=1)].status == "launched"
+
+
+async def test_a_backfill_runs_each_past_slot_through_the_timer_once(store):
+    from kodosumi_timer.store.tables import ChangeRow
+
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="0 * * * *",
+                                            run_at=None, next_run=T0 + timedelta(hours=3)))
+    [done] = await store.claim_many([ClaimRequest(await store.get_schedule(row.id),
+                                                  T0 + timedelta(hours=3), None, "x")],
+                                    T0, "t", T0 + timedelta(seconds=30))  # a slot that ran
+    slots = [T0 + timedelta(hours=h) for h in (1, 2, 3)]
+    change = ChangeRow(schedule_id=row.id, at=T0, actor="owner-a", action="backfill",
+                       fields={"start": [None, slots[0].isoformat()]})
+    assert await store.queue_backfill(await store.get_schedule(row.id), slots, change) == 3
+    launcher = FakeLauncher()
+    timer = make_timer(store, launcher, clock=Clock(T0 + timedelta(hours=4)))
+    await timer.fire_manual()
+    await timer.drain()
+    assert await timer.fire_manual() == 0  # taken once
+    assert len(launcher.calls) == 3
+    runs, _ = await store.runs(row.id)
+    backfilled = sorted((r.slot, r.attempt, r.status) for r in runs if r.trigger == "backfill")
+    assert backfilled == [(slots[0], 1, "launched"), (slots[1], 1, "launched"),
+                          (slots[2], 2, "launched")]  # the slot that ran: its next attempt
+    assert done.run.attempt == 1
 
 
 async def test_manual_trigger_is_launched_once_without_moving_next_run(store):
@@ -863,7 +889,6 @@ async def test_a_slot_sent_after_its_catchup_window_follows_the_catchup_rule(
 
 @pytest.mark.parametrize("answer", ["found", "absent", "cannot_tell"])
 async def test_a_run_a_killed_timer_was_sending_is_settled_with_kodosumi(store, answer):
-    from kodosumi_timer.store.repository import ClaimRequest
 
     row = await store.add_schedule(schedule())
     clock = Clock(T0)
