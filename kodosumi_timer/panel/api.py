@@ -419,7 +419,7 @@ class ScheduleController(Controller):
                               schedule_id: FromPath[str], if_match: IfMatch = None) -> None:
         services = services_from(state)
         row = _row(request)
-        _not_system(row, "deleted")
+        _not_system(row, "delete")
         _preconditions(row, None, if_match)
         if not await services.store.delete_schedule_logged(row.id):
             raise NotFound(f"schedule {schedule_id} not found")
@@ -557,7 +557,7 @@ async def _write(services: PanelServices, request: Request[Any, Any, Any],
                  ) -> Response[ScheduleResponse]:
     """PUT and PATCH: the changes ``data`` asks for, applied if still current."""
     row = _row(request)
-    _not_system(row, "edited")
+    _not_system(row, "change")
     me = caller(request)
     for _ in range(3):
         _preconditions(row, data.version, if_match)
@@ -594,19 +594,21 @@ async def _actionable(services: PanelServices, request: Request[Any, Any, Any]) 
     return row
 
 
+# where a system schedule is declared, and how to change it there ({verb}: delete | change)
 SYSTEM_SOURCES = {
-    "file": "comes from the schedules file (KODO_TIMER_SCHEDULES); it is {verb} there",
-    "flow": "is declared by its flow (x-kodosumi-schedule in the flow's OpenAPI extras); it "
-            "is {verb} there, or set KODO_TIMER_FLOW_SCHEDULES=false to ignore such "
-            "declarations",
+    "file": "comes from the schedules file (KODO_TIMER_SCHEDULES): {verb} its entry there",
+    "flow": "is declared by its flow (x-kodosumi-schedule in the flow's OpenAPI extras): "
+            "{verb} the declaration in the flow, or set KODO_TIMER_FLOW_SCHEDULES=false to "
+            "ignore such declarations",
 }
 
 
 def _not_system(row: ScheduleRow, verb: str) -> None:
     if row.system:
         where = SYSTEM_SOURCES.get(row.system_source or "file", SYSTEM_SOURCES["file"])
-        raise Conflict(f"system schedule {row.id} {where.format(verb=verb)}, not through "
-                       "the API")
+        done = {"delete": "deleted", "change": "edited"}[verb]
+        raise Conflict(f"system schedule {row.id} cannot be {done} through the API; it "
+                       f"{where.format(verb=verb)}")
 
 
 async def _apply(services: PanelServices, request: Request[Any, Any, Any], row: ScheduleRow,

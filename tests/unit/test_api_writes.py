@@ -295,6 +295,8 @@ async def test_system_schedules_say_where_they_come_from(api, source, says):
         r = await getattr(api, method)(f"/schedule/{sid}", headers=token(OPERATOR), **kwargs)
         assert r.status_code == 409, r.text
         assert says in r.json()["detail"]
+        done = "deleted" if method == "delete" else "edited"
+        assert f"cannot be {done} through the API" in r.json()["detail"]
         if source == "flow":
             assert "schedules file" not in r.json()["detail"]
 
