@@ -1,5 +1,6 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -25,6 +26,7 @@ from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryPar
 from kodosumi_timer import cron
 from kodosumi_timer.errors import (
     Conflict,
+    FlowUnavailable,
     Forbidden,
     InvalidInput,
     LimitExceeded,
@@ -36,6 +38,7 @@ from kodosumi_timer.models import (
     ChangeResponse,
     ErrorBody,
     FieldChange,
+    InputsProblem,
     PreviewRequest,
     PreviewResponse,
     PreviewTime,
@@ -53,6 +56,7 @@ from kodosumi_timer.schedules import (
     build_schedule,
     canonical_flow_url,
     changed_fields,
+    checked_inputs,
     plan_update,
     requested_changes,
     resume_values,
@@ -382,9 +386,12 @@ class ScheduleController(Controller):
 
     @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE,
          operation_id="getSchedule", operation_class=ScheduleOperation, response_headers=[ETAG])
-    async def get_schedule(self, request: Request[Any, Any, Any],
+    async def get_schedule(self, request: Request[Any, Any, Any], state: State,
                            schedule_id: FromPath[str]) -> Response[ScheduleResponse]:
-        return _answer(_row(request))
+        row = _row(request)
+        response = _answer(row)
+        response.content.inputs_problem = await inputs_problem(services_from(state), row)
+        return response
 
     @put("/{schedule_id:str}", summary="Update a schedule", responses=EDIT,
          operation_id="updateSchedule", operation_class=ScheduleOperation,
@@ -499,6 +506,25 @@ class ScheduleController(Controller):
         rows, total = await services.store.changes(_row(request).id, limit, offset)
         return ChangeList(items=[change_response(c) for c in rows], total=total, limit=limit,
                           offset=offset)
+
+
+# how long GET waits for the agent's form to re-check the inputs; slower: not checked
+FORM_CHECK_TIMEOUT = 3.0
+
+
+async def inputs_problem(services: PanelServices, row: ScheduleRow) -> InputsProblem | None:
+    """Whether the stored inputs still fit the agent's form as it is now (it may have
+    changed since they were checked on save): the field and why, or None. A form that
+    cannot be read now (the agent is down or slow) is no verdict either way."""
+    try:
+        await asyncio.wait_for(
+            checked_inputs(services.flows, row.flow_url, row.owner, row.inputs or {}),
+            FORM_CHECK_TIMEOUT)
+    except InvalidInput as exc:
+        return InputsProblem(field=exc.field or "inputs", detail=exc.detail)
+    except (FlowUnavailable, TimeoutError):
+        return None
+    return None
 
 
 def run_response(run: RunRow) -> RunResponse:

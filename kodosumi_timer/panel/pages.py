@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kodosumi_timer import cron
 from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import ScheduleResponse
-from kodosumi_timer.panel.api import caller
+from kodosumi_timer.panel.api import caller, inputs_problem
 from kodosumi_timer.panel.services import PanelServices, services_from
 from kodosumi_timer.schedules import canonical_flow_url, to_response
 from kodosumi_timer.store import ScheduleRow
@@ -318,6 +318,8 @@ class SchedulePages(Controller):
             "can_act": not row.system or viewer.operator,
             "operator": viewer.operator,
             "changes": changes, "changes_total": changes_total, "names": owners,
+            # the agent's form may have changed since the inputs were saved
+            "inputs_problem": await inputs_problem(services, row),
         })
 
     @get("/{schedule_id:str}/edit")
