@@ -214,7 +214,7 @@ def status(ray_server: str | None) -> None:
     # masked again: a timer of an older version published the URL as it was
     click.echo(f"store: {mask_url(str(meta['database']))}")
     click.echo(f"fires since start: {meta['fires']}, failures: {meta['failures']}")
-    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT)
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT, existing=True)
     due, system_lines = asyncio.run(due_next_hour())
     click.echo(f"schedules due in the next hour: {due}")
     # system schedules (issue 6)

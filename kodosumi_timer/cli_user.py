@@ -140,6 +140,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]],
 def show_schedule(item: dict[str, Any]) -> str:
     zone = item["timezone"]
     limit = f" of at most {item['max_runs']}" if item.get("max_runs") else ""
+    # a missed or skipped slot leaves last_run empty: a once schedule's slot is its run_at
+    last = item.get("last_run") or (item.get("run_at") if item["schedule_type"] == "once"
+                                    and item.get("last_status") else None)
     fields = [
         ("id", item["id"]),
         ("title", _title(item) or "-"),
@@ -148,8 +151,8 @@ def show_schedule(item: dict[str, Any]) -> str:
         ("rule", f"{_describe(item)} ({zone})"),
         ("state", item["state"] + (f": {item['note']}" if item.get("note") else "")),
         ("next run", _local(item.get("next_run"), zone)),
-        ("last run", "-" if not item.get("last_run") else
-         f"{_local(item['last_run'], zone)}: {item.get('last_status') or '?'}"
+        ("last run", "-" if not last else
+         f"{_local(last, zone)}: {item.get('last_status') or '?'}"
          + (f" (fid {item['last_fid']})" if item.get("last_fid") else "")),
         ("runs", f"{item['run_count']}{limit}"),
         ("ends", _local(item.get("end_at"), zone) if item.get("end_at") else "-"),
@@ -158,6 +161,10 @@ def show_schedule(item: dict[str, Any]) -> str:
         ("inputs", json.dumps(item.get("inputs") or {}, ensure_ascii=False)),
         ("version", f"{item['version']}, changed {_local(item['updated'], zone)}"),
     ]
+    problem = item.get("inputs_problem")
+    if problem:
+        fields.append(("problem", f"the inputs no longer fit the agent's form: "
+                                  f"{problem['detail']}; the next run will be refused"))
     fields += [("note", note) for note in item.get("notes") or []]
     return "\n".join(f"{name:<9} {value}" for name, value in fields)
 

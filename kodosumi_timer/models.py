@@ -42,6 +42,13 @@ def _bounded_inputs(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+class InputsProblem(BaseModel):
+    """Why a schedule's stored inputs no longer fit its agent's form."""
+
+    field: str = Field(description="`inputs.<name>`, or `flow_url` when the agent is gone")
+    detail: str
+
+
 class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -114,6 +121,8 @@ class ScheduleUpdate(BaseModel):
     note: str | None = Field(None, description=_MOVED_BY_TIMER)
     updated: datetime | None = Field(None, description=_MOVED_BY_TIMER)
     notes: list[str] | None = Field(None, description="ignored: remarks on an earlier answer")
+    inputs_problem: InputsProblem | None = Field(
+        None, description="ignored: what GET found wrong with the stored inputs")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
@@ -195,6 +204,10 @@ class ScheduleResponse(BaseModel):
     updated: datetime
     notes: list[str] = Field(default_factory=list,
                              description="remarks on how the input was read (DST gaps)")
+    inputs_problem: InputsProblem | None = Field(
+        None, description="only from GET of one schedule: set when the stored inputs no "
+        "longer fit the agent's current form (it changed since they were saved); its next "
+        "run would be rejected until the inputs are changed")
 
 
 class ScheduleList(BaseModel):

@@ -5,6 +5,7 @@ that names it, instead of a library's retries and stack traces."""
 import asyncio
 import re
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 #: kodosumi's default ``SECRET_KEY`` (kodosumi.config.Settings): with it, anyone can
@@ -63,7 +64,7 @@ def probe_ray(address: str, timeout: float) -> None:
         raise PreflightError(f"no Ray cluster answers at {address} (KODO_RAY_SERVER)")
 
 
-async def _connect(url: str, timeout: float | None) -> None:
+async def _connect(url: str, timeout: float | None, existing: bool) -> None:
     from sqlalchemy import text
 
     from kodosumi_timer.store.repository import make_engine
@@ -73,6 +74,8 @@ async def _connect(url: str, timeout: float | None) -> None:
     async def select_one() -> None:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            if existing:
+                await conn.execute(text("SELECT 1 FROM schedule WHERE 1 = 0"))
 
     try:
         await asyncio.wait_for(select_one(), timeout)
@@ -86,16 +89,36 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def probe_store(url: str, timeout: float) -> None:
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def probe_store(url: str, timeout: float, existing: bool = False) -> None:
     """Open one connection to the schedule store and close it. Only a database server
     gets ``timeout``: a SQLite file fails at once if at all (on a busy machine its
-    thread may start slowly; that is no reason to refuse)."""
-    network = not url.startswith("sqlite")
+    thread may start slowly; that is no reason to refuse).
+
+    ``existing``: the command only reads a store someone else made (``status``): one
+    that does not exist or holds no schedules is refused, and no empty file is left
+    behind (started in another directory, ``./data/schedule.db`` is not the timer's)."""
+    where = f"the schedule store at {mask_url(url)} (KODO_TIMER_DATABASE)"
+    hint = "; run this where the timer runs (for the demo: source data/demo.sh in its " \
+           "directory) or set KODO_TIMER_DATABASE"
+    path = _sqlite_file(url)
+    if existing and path is not None and not path.is_file():
+        raise PreflightError(f"{where} does not exist{hint}")
+    network = path is None and not url.startswith("sqlite")
     try:
-        asyncio.run(_connect(url, timeout if network else None))
+        asyncio.run(_connect(url, timeout if network else None, existing))
     except TimeoutError as exc:
-        raise PreflightError(f"the schedule store at {mask_url(url)} (KODO_TIMER_DATABASE) "
-                             f"did not answer within {timeout:g} s") from exc
+        raise PreflightError(f"{where} did not answer within {timeout:g} s") from exc
     except Exception as exc:
-        raise PreflightError(f"cannot open the schedule store at {mask_url(url)} "
-                             f"(KODO_TIMER_DATABASE): {mask_url(_reason(exc))}") from exc
+        reason = mask_url(_reason(exc))
+        if existing and "schedule" in reason:
+            raise PreflightError(f"{where} holds no schedules ({reason}){hint}") from exc
+        raise PreflightError(f"cannot open {where}: {reason}") from exc

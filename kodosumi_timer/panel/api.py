@@ -1,5 +1,6 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryPar
 from kodosumi_timer import cron, words
 from kodosumi_timer.errors import (
     Conflict,
+    FlowUnavailable,
     Forbidden,
     InvalidInput,
     LimitExceeded,
@@ -37,6 +39,7 @@ from kodosumi_timer.models import (
     ChangeResponse,
     ErrorBody,
     FieldChange,
+    InputsProblem,
     PreviewRequest,
     PreviewResponse,
     PreviewRule,
@@ -55,6 +58,7 @@ from kodosumi_timer.schedules import (
     build_schedule,
     canonical_flow_url,
     changed_fields,
+    checked_inputs,
     plan_update,
     requested_changes,
     resume_values,
@@ -411,9 +415,12 @@ class ScheduleController(Controller):
 
     @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE,
          operation_id="getSchedule", operation_class=ScheduleOperation, response_headers=[ETAG])
-    async def get_schedule(self, request: Request[Any, Any, Any],
+    async def get_schedule(self, request: Request[Any, Any, Any], state: State,
                            schedule_id: FromPath[str]) -> Response[ScheduleResponse]:
-        return _answer(_row(request))
+        row = _row(request)
+        response = _answer(row)
+        response.content.inputs_problem = await inputs_problem(services_from(state), row)
+        return response
 
     @put("/{schedule_id:str}", summary="Update a schedule", responses=EDIT,
          operation_id="updateSchedule", operation_class=ScheduleOperation,
@@ -448,7 +455,7 @@ class ScheduleController(Controller):
                               schedule_id: FromPath[str], if_match: IfMatch = None) -> None:
         services = services_from(state)
         row = _row(request)
-        _not_system(row, "deleted")
+        _not_system(row, "delete")
         _preconditions(row, None, if_match)
         if not await services.store.delete_schedule_logged(row.id):
             raise NotFound(f"schedule {schedule_id} not found")
@@ -530,6 +537,25 @@ class ScheduleController(Controller):
                           offset=offset)
 
 
+# how long GET waits for the agent's form to re-check the inputs; slower: not checked
+FORM_CHECK_TIMEOUT = 3.0
+
+
+async def inputs_problem(services: PanelServices, row: ScheduleRow) -> InputsProblem | None:
+    """Whether the stored inputs still fit the agent's form as it is now (it may have
+    changed since they were checked on save): the field and why, or None. A form that
+    cannot be read now (the agent is down or slow) is no verdict either way."""
+    try:
+        await asyncio.wait_for(
+            checked_inputs(services.flows, row.flow_url, row.owner, row.inputs or {}),
+            FORM_CHECK_TIMEOUT)
+    except InvalidInput as exc:
+        return InputsProblem(field=exc.field or "inputs", detail=exc.detail)
+    except (FlowUnavailable, TimeoutError):
+        return None
+    return None
+
+
 def run_response(run: RunRow) -> RunResponse:
     return RunResponse(id=run.id, schedule_id=run.schedule_id, slot=run.slot,
                        attempt=run.attempt, trigger=run.trigger, status=run.status,
@@ -586,7 +612,7 @@ async def _write(services: PanelServices, request: Request[Any, Any, Any],
                  ) -> Response[ScheduleResponse]:
     """PUT and PATCH: the changes ``data`` asks for, applied if still current."""
     row = _row(request)
-    _not_system(row, "edited")
+    _not_system(row, "change")
     me = caller(request)
     for _ in range(3):
         _preconditions(row, data.version, if_match)
@@ -623,19 +649,21 @@ async def _actionable(services: PanelServices, request: Request[Any, Any, Any]) 
     return row
 
 
+# where a system schedule is declared, and how to change it there ({verb}: delete | change)
 SYSTEM_SOURCES = {
-    "file": "comes from the schedules file (KODO_TIMER_SCHEDULES); it is {verb} there",
-    "flow": "is declared by its flow (x-kodosumi-schedule in the flow's OpenAPI extras); it "
-            "is {verb} there, or set KODO_TIMER_FLOW_SCHEDULES=false to ignore such "
-            "declarations",
+    "file": "comes from the schedules file (KODO_TIMER_SCHEDULES): {verb} its entry there",
+    "flow": "is declared by its flow (x-kodosumi-schedule in the flow's OpenAPI extras): "
+            "{verb} the declaration in the flow, or set KODO_TIMER_FLOW_SCHEDULES=false to "
+            "ignore such declarations",
 }
 
 
 def _not_system(row: ScheduleRow, verb: str) -> None:
     if row.system:
         where = SYSTEM_SOURCES.get(row.system_source or "file", SYSTEM_SOURCES["file"])
-        raise Conflict(f"system schedule {row.id} {where.format(verb=verb)}, not through "
-                       "the API")
+        done = {"delete": "deleted", "change": "edited"}[verb]
+        raise Conflict(f"system schedule {row.id} cannot be {done} through the API; it "
+                       f"{where.format(verb=verb)}")
 
 
 async def _apply(services: PanelServices, request: Request[Any, Any, Any], row: ScheduleRow,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kodosumi_timer import cron
 from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import ScheduleResponse
-from kodosumi_timer.panel.api import caller
+from kodosumi_timer.panel.api import caller, inputs_problem
 from kodosumi_timer.panel.services import PanelServices, services_from
 from kodosumi_timer.schedules import canonical_flow_url, to_response
 from kodosumi_timer.store import ScheduleRow
@@ -127,7 +127,9 @@ def what_happened(row: ScheduleRow | ScheduleResponse) -> tuple[Markup, bool] | 
     if row.state != "done":
         return (Markup.escape(note), False) if note else None
     problem = last in FAILING
-    at = _moment(row.last_run, row.timezone) if row.last_run else Markup("its time")
+    # a missed or skipped slot leaves last_run empty: a once schedule's slot is its run_at
+    when = row.last_run or (row.run_at if row.schedule_type == "once" else None)
+    at = _moment(when, row.timezone) if when else Markup("its time")
     if row.schedule_type == "once":
         sentences = {
             None: Markup("Ended without running."),
@@ -136,7 +138,8 @@ def what_happened(row: ScheduleRow | ScheduleResponse) -> tuple[Markup, bool] | 
             "failed": Markup("Did not run: the launch at {} failed.").format(at),
             "rejected": Markup("Did not run: at {} the agent refused the inputs.").format(at),
             "unknown": Markup("Fired at {}, but whether the run started is unknown.").format(at),
-            "missed": Markup("Did not run: its time, {}, was missed.").format(at),
+            "missed": Markup("Did not run: its time, {}, was missed.").format(at)
+            if when else Markup("Did not run: its time was missed."),
             "skipped": Markup("Did not run at {}: the run before was still going.").format(at),
         }
         if last in sentences:
@@ -315,6 +318,8 @@ class SchedulePages(Controller):
             "can_act": not row.system or viewer.operator,
             "operator": viewer.operator,
             "changes": changes, "changes_total": changes_total, "names": owners,
+            # the agent's form may have changed since the inputs were saved
+            "inputs_problem": await inputs_problem(services, row),
         })
 
     @get("/{schedule_id:str}/edit")

@@ -6,6 +6,7 @@ import asyncio
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -388,8 +389,10 @@ def test_the_pages_tell_the_truth(stack, new_user, open_page):
 
     async def ended(store):
         for title, status in (("errored once", "error"), ("missed once", "missed")):
+            # as the timer records them: a missed slot leaves last_run empty
             await store.update_schedule(ids[title], {
-                "state": "done", "next_run": None, "note": "ran once", "last_run": slot,
+                "state": "done", "next_run": None, "note": "ran once",
+                "last_run": slot if status == "error" else None,
                 "last_status": status, "run_count": 1 if status == "error" else 0})
 
     _in_store(stack, ended)
@@ -409,6 +412,11 @@ def test_the_pages_tell_the_truth(stack, new_user, open_page):
     expect(page.locator(".state-pill")).to_have_text(re.compile("Missed"))
     expect(page.locator("#schedule-note")).to_contain_text("Did not run")
     expect(page.locator("#schedule-note")).not_to_contain_text("ran once")
+    # ... and names its slot (the run_at), in the page and as its last run
+    missed_at = run_at.astimezone(ZoneInfo(ZONE)).strftime("%H:%M")
+    expect(page.locator("#schedule-note")).to_contain_text(missed_at)
+    expect(page.locator("#schedule-note")).not_to_contain_text("its time, its time")
+    expect(page.locator("#last-run")).to_contain_text(missed_at)
     page.goto(stack.panel_url + "/admin/schedule/")
     expect(page.locator(f".schedule-row[data-id='{ids['errored once']}']")).to_have_attribute(
         "data-state", "failed")

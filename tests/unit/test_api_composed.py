@@ -6,7 +6,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.unit.conftest import ALICE, once, token
-from tests.unit.factories import composed_app
+from tests.unit.factories import FORM, FakeFlows, composed_app
 
 
 @pytest.fixture
@@ -107,3 +107,17 @@ async def test_the_detail_page_shows_the_change_log(panel):
     assert "<code>title</code>" in rows[1] and "Nightly report" in rows[1]
     assert "Renamed <b>" not in table  # escaped
     assert 'data-zone="UTC"' in rows[0] and "UTC</time>" in rows[0]
+
+
+async def test_the_detail_page_names_inputs_that_no_longer_fit_the_agents_form(tmp_path):
+    flows = FakeFlows()
+    async with AsyncTestClient(app=composed_app(tmp_path, flows=flows)) as panel:
+        body = {**once(), "inputs": {"n": "2"}}
+        sid = (await panel.post("/schedule/", json=body, headers=token(ALICE))).json()["id"]
+        page = await panel.get(f"/admin/schedule/{sid}", headers=token(ALICE))
+        assert 'id="inputs-problem"' not in page.text
+        flows.elements = [e for e in FORM if e.get("name") != "n"]  # the agent changed
+        page = await panel.get(f"/admin/schedule/{sid}", headers=token(ALICE))
+        problem = page.text[page.text.index('id="inputs-problem"'):][:600]
+        assert "no longer fit the agent" in problem and "inputs.n" in problem
+        assert f'href="/admin/schedule/{sid}/edit"' in problem

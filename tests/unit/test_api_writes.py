@@ -295,6 +295,8 @@ async def test_system_schedules_say_where_they_come_from(api, source, says):
         r = await getattr(api, method)(f"/schedule/{sid}", headers=token(OPERATOR), **kwargs)
         assert r.status_code == 409, r.text
         assert says in r.json()["detail"]
+        done = "deleted" if method == "delete" else "edited"
+        assert f"cannot be {done} through the API" in r.json()["detail"]
         if source == "flow":
             assert "schedules file" not in r.json()["detail"]
 
@@ -320,3 +322,58 @@ async def test_q_matches_percent_and_underscore_literally(api):
         for q in ("100%", "a_b", "%", "_", "\\")}
     assert found == {"100%": ["100% done"], "a_b": ["a_b"], "%": ["100% done"],
                      "_": ["a_b"], "\\": []}
+
+
+# ---- the agent's form changed after the inputs were saved -------------------------------
+
+async def test_get_says_which_stored_inputs_no_longer_fit_the_agents_form(api):
+    s = await create(api, cron())
+    got = await api.get(f"/schedule/{s['id']}", headers=token(ALICE))
+    assert got.json()["inputs_problem"] is None
+    # the agent drops its `n` input and adds a required `topic`
+    flows = services(api).flows
+    flows.elements = [e for e in flows.elements if e.get("name") != "n"] + [
+        {"type": "text", "name": "topic", "label": "Topic", "required": True, "value": None}]
+    got = await api.get(f"/schedule/{s['id']}", headers=token(ALICE))
+    assert got.json()["inputs_problem"]["field"] == "inputs.n"
+    assert "not an input of this agent's form" in got.json()["inputs_problem"]["detail"]
+    # what GET answered goes back with PUT (the problem is ignored there); a rename keeps
+    # the stored inputs as they are
+    body = got.json() | {"title": "Renamed"}
+    assert (await api.put(f"/schedule/{s['id']}", json=body,
+                          headers=token(ALICE))).status_code == 200
+    # fixing the inputs: the next field is named, then none
+    r = await api.patch(f"/schedule/{s['id']}", json={"inputs": {"n": None}},
+                        headers=token(ALICE) | MERGE)
+    assert r.status_code == 422 and r.json()["field"] == "inputs.topic"
+    r = await api.patch(f"/schedule/{s['id']}", json={"inputs": {"n": None, "topic": "x"}},
+                        headers=token(ALICE) | MERGE)
+    assert r.status_code == 200, r.text
+    got = await api.get(f"/schedule/{s['id']}", headers=token(ALICE))
+    assert got.json()["inputs_problem"] is None
+
+
+async def test_a_form_that_cannot_be_read_now_is_no_verdict(api):
+    from kodosumi_timer.errors import FlowUnavailable
+
+    s = await create(api, cron())
+
+    async def down(flow_url, owner):
+        raise FlowUnavailable("the agent does not answer", field="flow_url")
+
+    services(api).flows.form = down
+    got = await api.get(f"/schedule/{s['id']}", headers=token(ALICE))
+    assert got.status_code == 200 and got.json()["inputs_problem"] is None
+
+
+async def test_a_flow_that_is_gone_is_the_inputs_problem(api):
+    from kodosumi_timer.errors import InvalidInput
+
+    s = await create(api, cron())
+
+    async def gone(flow_url, owner):  # what RegisteredFlows.form says of such a flow
+        raise InvalidInput(f"flow {flow_url} is not registered in the panel", field="flow_url")
+
+    services(api).flows.form = gone
+    got = await api.get(f"/schedule/{s['id']}", headers=token(ALICE))
+    assert got.json()["inputs_problem"]["field"] == "flow_url"

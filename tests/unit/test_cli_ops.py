@@ -262,3 +262,27 @@ def test_next_to_a_running_demo_the_refusal_names_its_settings_file(tmp_path):
     result, _ = run("start")
     assert one_line_failure(result).endswith(
         "to run with it anyway; for the demo here: source data/demo.sh")
+
+
+def test_a_store_that_is_not_there_is_one_line_for_status_and_no_file_is_made(tmp_path):
+    # `koco-timer status` in another directory than the demo's: ./data/schedule.db is
+    # not the timer's store; say so instead of a stack trace, and create nothing
+    from kodosumi_timer.preflight import probe_store
+
+    missing = tmp_path / "data" / "schedule.db"
+    with pytest.raises(PreflightError, match=r"does not exist; run this where the timer "
+                                             r"runs .*KODO_TIMER_DATABASE"):
+        probe_store(f"sqlite+aiosqlite:///{missing}", 3, existing=True)
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_a_store_without_schedules_is_one_line_for_status(tmp_path):
+    import sqlite3
+
+    from kodosumi_timer.preflight import probe_store
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(PreflightError, match="holds no schedules"):
+        probe_store(f"sqlite+aiosqlite:///{empty}", 3, existing=True)
+    probe_store(f"sqlite+aiosqlite:///{empty}", 3)  # start and db upgrade make it

@@ -285,3 +285,26 @@ def test_flow_names_are_the_route_of_kodosumis_proxy_urls():
     assert flow_name("/-/localhost/8001/team/report/-/") == "team/report"
     assert flow_name("/odd/") == "odd"
 
+
+
+def _shown_item(**over):
+    item = {"id": "f" * 32, "title": "t", "expose_name": "Quick", "flow_url": FLOW,
+            "owner": "o", "system": False, "schedule_type": "once", "cron_expression": None,
+            "run_at": "2026-12-03T11:39:00Z", "timezone": "Europe/Berlin", "state": "done",
+            "note": None, "next_run": None, "last_run": None, "last_status": "missed",
+            "last_fid": None, "run_count": 0, "max_runs": None, "end_at": None,
+            "catchup": "skip", "catchup_window": 1, "overlap": "skip", "inputs": {},
+            "version": 1, "updated": "2026-12-03T11:38:00Z", "notes": []}
+    return item | over
+
+
+def test_show_tells_a_missed_once_slot_and_inputs_that_no_longer_fit():
+    from kodosumi_timer.cli_user import show_schedule
+
+    shown = show_schedule(_shown_item(inputs_problem={
+        "field": "inputs.n", "detail": "inputs.n is not an input of this agent's form"}))
+    assert "last run  Thu 2026-12-03 12:39 CET: missed" in shown
+    assert ("problem   the inputs no longer fit the agent's form: inputs.n is not an input "
+            "of this agent's form; the next run will be refused") in shown
+    never = show_schedule(_shown_item(state="active", last_status=None, inputs_problem=None))
+    assert "last run  -" in never and "problem" not in never

@@ -49,6 +49,14 @@ def test_a_missed_once_schedule_does_not_say_it_ran():
     assert text.startswith("Did not run") and "ran once" not in text.lower() and not problem
 
 
+def test_a_missed_once_schedule_names_its_slot_once():
+    # the timer records a missed slot without a last_run: the slot is the run_at
+    row = schedule(state="done", note="ran once", last_status="missed", last_run=None,
+                   run_at=T0, run_count=0, timezone="Europe/Berlin")
+    text, _ = what_happened(row)
+    assert text.count("its time") == 1 and T0.isoformat() in text
+
+
 def test_a_finished_once_schedule_ran_once():
     text, problem = what_happened(schedule(state="done", note="ran once",
                                            last_status="finished", last_run=T0))
