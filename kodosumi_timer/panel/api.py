@@ -538,7 +538,7 @@ class ScheduleController(Controller):
 
 
 # how long GET waits for the agent's form to re-check the inputs; slower: not checked
-FORM_CHECK_TIMEOUT = 3.0
+FORM_CHECK_TIMEOUT = 1.0  # a slow agent must not slow every GET down
 
 
 async def inputs_problem(services: PanelServices, row: ScheduleRow) -> InputsProblem | None:
