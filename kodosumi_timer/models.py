@@ -230,6 +230,22 @@ class RunResponse(BaseModel):
     finished_at: datetime | None
 
 
+class BackfillRequest(BaseModel):
+    """A past period whose slots are run now (issue 13)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime = Field(description="the first instant of the period (with its offset)")
+    end: datetime = Field(description="the end of the period, not included; not in the "
+                          "future")
+
+
+class BackfillResponse(BaseModel):
+    queued: int = Field(description="slots queued to run now, through the usual pacing")
+    first: datetime
+    last: datetime
+
+
 class RunList(BaseModel):
     items: list[RunResponse]
     total: int

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 
 from kodosumi_timer.cron import DEBIAN, DstPolicy, next_fire_times, parse_zone, transitions
 from kodosumi_timer.cronfields import parse
@@ -108,6 +109,26 @@ class Rule:
             if len(chunk) < size:
                 return
             after, size = chunk[-1], _CHUNK
+
+
+class StoredRule(Protocol):
+    """The fields of a stored schedule that make its rule."""
+
+    schedule_type: str
+    timezone: str
+    cron_expression: str | None
+    every_seconds: int | None
+    anchor: datetime | None
+    exclude_dates: list[str] | None
+    dst_gap: str | None
+    dst_repeat: str | None
+
+
+def rule_of(row: StoredRule) -> Rule:
+    """A stored schedule's rule (its row as the API reads it)."""
+    return Rule(row.schedule_type, row.timezone, row.cron_expression, row.every_seconds,
+                row.anchor, frozenset(date.fromisoformat(d) for d in row.exclude_dates or ()),
+                DstPolicy(row.dst_gap, row.dst_repeat))
 
 
 def jitter_offset(schedule_id: str, slot: datetime, jitter: int | None) -> timedelta:

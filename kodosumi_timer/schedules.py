@@ -130,6 +130,13 @@ async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows:
     return row, notes
 
 
+def aware(value: datetime, zone: str, field: str) -> datetime:
+    """An instant; a naive one is read in the schedule's zone (the wall time it names)."""
+    result = _aware(value, zone, field)
+    assert result is not None
+    return result
+
+
 def _aware(value: datetime | None, zone: str, field: str) -> datetime | None:
     if value is None:
         return None

@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Litestar, Request, Response, delete, get, patch, post, put
@@ -35,6 +35,8 @@ from kodosumi_timer.errors import (
     TimerError,
 )
 from kodosumi_timer.models import (
+    BackfillRequest,
+    BackfillResponse,
     ChangeList,
     ChangeResponse,
     ErrorBody,
@@ -53,8 +55,10 @@ from kodosumi_timer.models import (
     ScheduleUpdate,
 )
 from kodosumi_timer.panel.services import PanelServices, services_from
+from kodosumi_timer.rules import rule_of
 from kodosumi_timer.schedules import (
     OWNER_ONLY,
+    aware,
     build_schedule,
     canonical_flow_url,
     changed_fields,
@@ -108,12 +112,16 @@ PatchBody = Annotated[SchedulePatch, Body(media_type="application/merge-patch+js
                                           schema_extra=_STRICT)]
 PreviewBody = Annotated[PreviewRequest, Body(media_type=RequestEncodingType.JSON,
                                              schema_extra=_STRICT)]
+BackfillBody = Annotated[BackfillRequest, Body(media_type=RequestEncodingType.JSON,
+                                               schema_extra=_STRICT)]
+MAX_BACKFILL = 1000
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 
 # the routes of one schedule, and the OpenAPI links that lead there from an answer that
 # carries a schedule (clients and schemathesis' stateful tests follow them)
 ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "deleteSchedule",
                            "pauseSchedule", "resumeSchedule", "triggerSchedule",
+                           "backfillSchedule",
                            "scheduleRuns", "scheduleChanges")
 
 
@@ -510,6 +518,40 @@ class ScheduleController(Controller):
                            "try again", field="force")
         services.wake()
         return run_response(run)
+
+    @post("/{schedule_id:str}/backfill", summary="Run a past period", status_code=202,
+          operation_id="backfillSchedule", operation_class=ApiOperation, responses=ACT,
+          description="Runs every slot of the schedule's rule in [`start`, `end`) now, as "
+                      "the owner, each recorded with trigger `backfill` (a slot already "
+                      f"recorded gets its next attempt); at most {MAX_BACKFILL:,} slots, "
+                      "through the same pacing as every other launch.")
+    async def backfill(self, request: Request[Any, Any, Any], state: State,
+                       schedule_id: FromPath[str], data: BackfillBody) -> BackfillResponse:
+        services = services_from(state)
+        row = await _actionable(services, request)
+        now = services.clock()
+        start, end = aware(data.start, row.timezone, "start"), \
+            aware(data.end, row.timezone, "end")
+        if row.schedule_type == "once":
+            raise InvalidInput("a once schedule has no period to run; use trigger",
+                               field="start")
+        if end <= start:
+            raise InvalidInput("end must be after start", field="end")
+        if end > now:
+            raise InvalidInput(f"end {end.isoformat()} is in the future (now "
+                               f"{now.isoformat(timespec='seconds')})", field="end")
+        tick = timedelta(microseconds=1)
+        slots = rule_of(row).next_slots(start - tick, MAX_BACKFILL + 1, until=end - tick)
+        if not slots:
+            raise InvalidInput("the rule has no slot in this period", field="start")
+        if len(slots) > MAX_BACKFILL:
+            raise InvalidInput(f"the period holds more than {MAX_BACKFILL:,} slots of the "
+                               "rule; run it in parts", field="end")
+        change = _change(row, caller(request), "backfill", now)
+        change.fields = {"period": [None, f"{start.isoformat()}/{end.isoformat()}"]}
+        queued = await services.store.queue_backfill(row, slots, change)
+        services.wake()
+        return BackfillResponse(queued=queued, first=slots[0], last=slots[-1])
 
     @get("/{schedule_id:str}/runs", summary="Run history of a schedule", responses=NOT_FOUND,
          operation_id="scheduleRuns", operation_class=ApiOperation)

@@ -150,3 +150,45 @@ async def test_end_at_before_first_fire_is_422(api):
     r = await api.post("/schedule/", json=cron(end_at=(T0 - timedelta(days=1)).isoformat()),
                        headers=token(ALICE))
     assert r.status_code == 422 and r.json()["field"] == "end_at"
+
+
+async def test_backfill_queues_each_slot_of_a_past_period(api):
+    s = await create(api, cron(cron_expression="0 * * * *", timezone="UTC"))
+    url = f"/schedule/{s['id']}/backfill"
+    r = await api.post(url, json={"start": "2027-03-01T02:00:00+00:00",
+                                  "end": "2027-03-01T05:00:00Z"}, headers=token(ALICE))
+    assert r.status_code == 202, r.text
+    assert r.json() == {"queued": 3, "first": "2027-03-01T02:00:00Z",
+                        "last": "2027-03-01T04:00:00Z"}
+    runs = (await api.get(f"/schedule/{s['id']}/runs", headers=token(ALICE))).json()["items"]
+    assert sorted((x["slot"], x["trigger"], x["status"]) for x in runs) == [
+        (f"2027-03-01T0{h}:00:00Z", "backfill", "queued") for h in (2, 3, 4)]
+    changes = (await api.get(f"/schedule/{s['id']}/changes", headers=token(ALICE))).json()
+    assert changes["items"][0]["action"] == "backfill"
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"start": "2027-03-01T05:00:00Z", "end": "2027-03-01T02:00:00Z"}, "end", "after start"),
+    ({"start": "2027-03-01T05:00:00Z", "end": "2027-03-02T05:00:00Z"}, "end", "future"),
+    ({"start": "2027-01-01T00:00:00Z", "end": "2027-03-01T00:00:00Z"}, "end", "1,000"),
+    ({"start": "2027-03-01T02:10:00Z", "end": "2027-03-01T02:50:00Z"}, "start", "no slot"),
+    ({"start": "2027-03-01T02:00:00Z"}, "end", "required"),
+    ({"start": "2027-03-01T02:00:00Z", "end": "2027-03-01T03:00:00Z", "x": 1}, "x", "xtra"),
+])
+async def test_backfill_refuses_what_it_cannot_run_naming_the_field(api, body, field, words):
+    s = await create(api, cron(cron_expression="0 * * * *", timezone="UTC"))
+    r = await api.post(f"/schedule/{s['id']}/backfill", json=body, headers=token(ALICE))
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field and words in r.json()["detail"], r.json()
+    assert (await api.get(f"/schedule/{s['id']}/runs", headers=token(ALICE))).json()[
+        "total"] == 0  # nothing half-written
+
+
+async def test_backfill_of_a_once_schedule_or_someone_elses_is_refused(api):
+    mine = await create(api, once())
+    r = await api.post(f"/schedule/{mine['id']}/backfill", headers=token(ALICE),
+                       json={"start": "2027-03-01T02:00:00Z", "end": "2027-03-01T03:00:00Z"})
+    assert r.status_code == 422 and "trigger" in r.json()["detail"]
+    r = await api.post(f"/schedule/{mine['id']}/backfill", headers=token(BOB),
+                       json={"start": "2027-03-01T02:00:00Z", "end": "2027-03-01T03:00:00Z"})
+    assert r.status_code == 404
