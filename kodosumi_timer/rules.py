@@ -18,6 +18,8 @@ from kodosumi_timer.cron import DEBIAN, DstPolicy, next_fire_times, parse_zone, 
 from kodosumi_timer.cronfields import parse
 
 MIN_EVERY = 10  # seconds: the shortest interval
+MAX_EVERY = 366 * 86_400  # seconds: the longest interval
+MAX_JITTER = 86_400  # seconds: a slot is sent at most a day after it
 _CHUNK = 64  # cron slots computed at a time
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from kodosumi_timer import cron
 from kodosumi_timer.cron import DstPolicy
-from kodosumi_timer.rules import MIN_EVERY, Rule
+from kodosumi_timer.rules import MAX_EVERY, MAX_JITTER, MIN_EVERY, Rule
 
 SCHEDULE_TYPES = ("once", "cron", "interval")
 CATCHUP = ("once", "skip")
@@ -85,7 +85,8 @@ def _text(name: str, value: Any, nullable: bool = False) -> str | None:
     return value
 
 
-def _int(name: str, value: Any, low: int, nullable: bool = False) -> int | None:
+def _int(name: str, value: Any, low: int, nullable: bool = False,
+         high: int | None = None) -> int | None:
     if value is None and nullable:
         return None
     if isinstance(value, str):
@@ -95,6 +96,8 @@ def _int(name: str, value: Any, low: int, nullable: bool = False) -> int | None:
             pass
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise _Bad(f"{name} is {value!r}, not a whole number of at least {low}")
+    if high is not None and value > high:
+        raise _Bad(f"{name} is {value!r}, more than {high}")
     return value
 
 
@@ -168,7 +171,8 @@ def decode(raw: Any) -> DueSchedule | BadRow:
                 cron.validate(expression)
             except ValueError as exc:
                 raise _Bad(f"cron_expression {expression!r}: {exc}") from None
-        every = _int("every_seconds", raw.every_seconds, MIN_EVERY, nullable=True)
+        every = _int("every_seconds", raw.every_seconds, MIN_EVERY, nullable=True,
+                     high=MAX_EVERY)
         anchor = _instant("anchor", raw.anchor)
         if schedule_type == "interval" and (every is None or anchor is None):
             raise _Bad("an interval schedule without every_seconds and anchor")
@@ -194,7 +198,7 @@ def decode(raw: Any) -> DueSchedule | BadRow:
             else None,
             dst_repeat=_choice("dst_repeat", raw.dst_repeat, DST_REPEAT)
             if raw.dst_repeat is not None else None,
-            jitter=_int("jitter", raw.jitter, 0, nullable=True),
+            jitter=_int("jitter", raw.jitter, 0, nullable=True, high=MAX_JITTER),
             timeout=_int("timeout", raw.timeout, 1, nullable=True),
             pause_after_failures=_int("pause_after_failures", raw.pause_after_failures, 1,
                                       nullable=True))
