@@ -1,6 +1,5 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
-import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -47,7 +46,7 @@ from kodosumi_timer.models import (
     ScheduleResponse,
     ScheduleUpdate,
 )
-from kodosumi_timer.panel.services import PanelServices, services_from
+from kodosumi_timer.panel.services import PanelServices, caller, services_from
 from kodosumi_timer.schedules import (
     OWNER_ONLY,
     build_schedule,
@@ -144,15 +143,6 @@ class ScheduleOperation(ApiOperation):
         for status, response in (self.responses or {}).items():
             if status in ("200", "201") and isinstance(response, OpenAPIResponse):
                 response.links = {name: _link(name) for name in ONE_SCHEDULE_OPERATIONS}
-
-
-def caller(request: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The caller's role id as the panel shows it (with dashes)."""
-    user = str(request.user)
-    try:
-        return str(uuid.UUID(user))
-    except ValueError:
-        return user
 
 
 def _error(status: int, code: str, detail: str, field: str | None = None) -> Response[Any]:

@@ -13,7 +13,8 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 
-from kodosumi_timer.bridge import RoleTable
+from kodosumi_timer.bridge import RegisteredFlows, RoleTable
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings, get_settings
 from kodosumi_timer.lock import wake_timer
 from kodosumi_timer.panel.api import (
@@ -23,9 +24,9 @@ from kodosumi_timer.panel.api import (
 )
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
-from kodosumi_timer.panel.services import STATE_KEY, PanelServices, RegisteredFlows
+from kodosumi_timer.panel.services import STATE_KEY, PanelServices
 from kodosumi_timer.preflight import check_secret
-from kodosumi_timer.schedules import Flows, utcnow
+from kodosumi_timer.schedules import Flows
 from kodosumi_timer.store import open_store
 
 

@@ -41,9 +41,9 @@ from sqlalchemy.ext.asyncio import (
 
 from kodosumi_timer import reasons
 from kodosumi_timer.runs import ACTIVE, PENDING, RunStatus
-from kodosumi_timer.store import migrate
 from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
 from kodosumi_timer.store.due import BadRow, DueSchedule, decode
+from kodosumi_timer.store.migrate import upgrade
 from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateTime
 
 ACTIVE_RUN_STATES = tuple(ACTIVE)
@@ -818,5 +818,5 @@ async def open_store(url: str, migrate_schema: bool = True) -> Store:
     """Open the store at ``url`` and apply pending migrations (idempotent)."""
     engine = make_engine(url)
     if migrate_schema:
-        await migrate.upgrade(engine)
+        await upgrade(engine)
     return Store(engine)
