@@ -17,7 +17,7 @@ import psutil
 import ray
 
 from kodosumi_timer import lock
-from kodosumi_timer.bridge import PanelLauncher, RoleTable
+from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.preflight import PreflightError, mask_url, probe_ray
 from kodosumi_timer.store import open_store
@@ -95,8 +95,10 @@ class TimerParts:
         # system schedules (issue 6): the schedules file and the flows' own declarations
         discovery = PanelDiscovery(s.TIMER_PANEL_URL, s.SECRET_KEY, s.TIMER_USER) \
             if s.TIMER_FLOW_SCHEDULES else None
+        # their inputs are checked against the agent's form, as the timer user sees it
+        forms = PanelFlows(s.TIMER_PANEL_URL, s.SECRET_KEY, s.TIMER_USER)
         self.system = SystemSchedules(
-            self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery,
+            self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery, forms=forms,
             discover_every=s.TIMER_DISCOVERY_INTERVAL, check_every=s.TIMER_SCHEDULES_CHECK)
         return Timer(self.store, self.launcher, self.roles, self.waker, timer_config(s),
                      clock=utcnow, on_stats=self.on_stats, system=self.system)

@@ -51,7 +51,7 @@ class RegisteredFlows:
     def _all(self) -> list[Any]:
         import kodosumi.service.endpoint as endpoint
 
-        return endpoint.find(self.state)
+        return list(endpoint.find(self.state))
 
     def _endpoint(self, flow_url: str) -> Any | None:
         for ep in self._all():
