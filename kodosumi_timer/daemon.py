@@ -18,11 +18,12 @@ import ray
 
 from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.preflight import PreflightError, mask_url, probe_ray
 from kodosumi_timer.store import open_store
 from kodosumi_timer.system import PanelDiscovery, SystemSchedules
-from kodosumi_timer.timer import Timer, TimerConfig, TimerStats, Waker, utcnow
+from kodosumi_timer.timer import Timer, TimerConfig, TimerStats, Waker
 
 log = logging.getLogger("kodosumi_timer")
 

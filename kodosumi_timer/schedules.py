@@ -7,7 +7,7 @@ system-schedule sync (which takes its first fires from :func:`next_slot`).
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -345,7 +345,3 @@ def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:
         # a once schedule resumed after its time runs now
         nxt = max(row.run_at or now, now)
     return {"state": "active", "next_run": nxt, "note": None, "updated": now}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

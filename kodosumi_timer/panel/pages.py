@@ -23,6 +23,7 @@ from kodosumi_timer.bridge import rendered
 from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import ScheduleResponse
 from kodosumi_timer.panel.services import PanelServices, caller, services_from
+from kodosumi_timer.runs import PENDING, RunStatus
 from kodosumi_timer.schedules import canonical_flow_url, to_response
 from kodosumi_timer.store import ScheduleRow
 from kodosumi_timer.store.repository import ScheduleFilter
@@ -32,7 +33,7 @@ SYSTEM_LIMIT = 100
 CHANGES_SHOWN = 20  # the newest entries of the change log on the detail page
 SHOW = ("all", "active", "paused", "done")
 # run statuses that mean "the last execution went wrong": the list marks these as failing
-FAILING = frozenset({"error", "failed", "rejected", "unknown"})
+FAILING = frozenset({RunStatus.ERROR, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.UNKNOWN})
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,7 @@ LAST_RUN = {
     "queued": "is waiting to start", "launching": "is starting",
     "launched": "has started", "running": "is still going",
 }
-PENDING = frozenset({"queued", "launching", "launched", "running"})
-NOT_RUN = frozenset({"missed", "skipped"})
+NOT_RUN = frozenset({RunStatus.MISSED, RunStatus.SKIPPED})
 
 
 def display_state(row: ScheduleRow | ScheduleResponse) -> Display:
