@@ -164,7 +164,9 @@ class TimerActorState(lock.LockState):
         return True
 
 
-TimerActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=100)(TimerActorState)
+# ray's typing knows only the task options of ray.remote; max_concurrency is an actor's
+TimerActor = ray.remote(  # type: ignore[call-overload]
+    num_cpus=0, max_restarts=-1, max_concurrency=100)(TimerActorState)
 
 
 def absolute_settings(settings: TimerSettings) -> dict[str, Any]:

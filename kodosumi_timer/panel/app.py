@@ -76,7 +76,7 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     from kodosumi.const import JWT_SECRET
 
     check_secret(JWT_SECRET, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
-    app = kodosumi_app.create_app(**kodosumi_settings)
+    app: Litestar = kodosumi_app.create_app(**kodosumi_settings)
     app.on_startup.append(_services_hook(settings, RegisteredFlows, wake_timer, utcnow))
     app.on_shutdown[:] = [hook for hook in app.on_shutdown if hook is not kodosumi_app.shutdown]
     app.on_shutdown.extend([_close_services, _leave_cluster])
@@ -84,7 +84,7 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     install_route_errors(app)
     app.register(pages_router())
     assert app.template_engine is not None
-    install_templates(app.template_engine.engine)  # type: ignore[attr-defined]
+    install_templates(app.template_engine.engine)
     return app
 
 
