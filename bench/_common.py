@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +250,6 @@ def schedule_values(sid: str, owner: str, slot: datetime, now: datetime,
         version=1, created=now, updated=now)
     values.update(over)
     return values
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def run(coro: Any) -> Any:

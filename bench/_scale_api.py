@@ -13,10 +13,11 @@ from typing import Any
 from litestar import Litestar
 
 from kodosumi_timer.bridge import RoleTable
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.panel.app import create_api_app
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices
-from kodosumi_timer.schedules import FlowInfo, utcnow
+from kodosumi_timer.schedules import FlowInfo
 from kodosumi_timer.store import open_store
 
 FLOW = "/-/127.0.0.1/8001/bench/-/"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from calendar import monthrange
 from dataclasses import dataclass, field
-from datetime import date
 from functools import lru_cache
 from typing import Literal
 
@@ -333,8 +332,3 @@ def ordinal(day: int) -> str:
     """1 -> "1st", 22 -> "22nd", 13 -> "13th"."""
     suffix = "th" if 10 <= day % 100 <= 20 else _SUFFIXES.get(day % 10, "th")
     return f"{day}{suffix}"
-
-
-def weekday_of(d: date) -> int:
-    """Cron weekday number of a date (Sunday = 0)."""
-    return (d.weekday() + 1) % 7

@@ -17,12 +17,13 @@ import psutil
 import ray
 
 from kodosumi_timer import lock
-from kodosumi_timer.bridge import PanelLauncher, RoleTable
+from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
 from kodosumi_timer.preflight import PreflightError, mask_url, probe_ray
 from kodosumi_timer.store import open_store
 from kodosumi_timer.system import PanelDiscovery, SystemSchedules
-from kodosumi_timer.timer import Timer, TimerConfig, TimerStats, Waker, utcnow
+from kodosumi_timer.timer import Timer, TimerConfig, TimerStats, Waker
 
 log = logging.getLogger("kodosumi_timer")
 
@@ -95,8 +96,10 @@ class TimerParts:
         # system schedules (issue 6): the schedules file and the flows' own declarations
         discovery = PanelDiscovery(s.TIMER_PANEL_URL, s.SECRET_KEY, s.TIMER_USER) \
             if s.TIMER_FLOW_SCHEDULES else None
+        # their inputs are checked against the agent's form, as the timer user sees it
+        forms = PanelFlows(s.TIMER_PANEL_URL, s.SECRET_KEY, s.TIMER_USER)
         self.system = SystemSchedules(
-            self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery,
+            self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery, forms=forms,
             discover_every=s.TIMER_DISCOVERY_INTERVAL, check_every=s.TIMER_SCHEDULES_CHECK)
         return Timer(self.store, self.launcher, self.roles, self.waker, timer_config(s),
                      clock=utcnow, on_stats=self.on_stats, system=self.system)
@@ -161,7 +164,9 @@ class TimerActorState(lock.LockState):
         return True
 
 
-TimerActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=100)(TimerActorState)
+# ray's typing knows only the task options of ray.remote; max_concurrency is an actor's
+TimerActor = ray.remote(  # type: ignore[call-overload]
+    num_cpus=0, max_restarts=-1, max_concurrency=100)(TimerActorState)
 
 
 def absolute_settings(settings: TimerSettings) -> dict[str, Any]:

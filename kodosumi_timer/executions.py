@@ -1,4 +1,4 @@
-"""Reading kodosumi 1.1's executions back (pure; ``bridge.py`` does the HTTP).
+"""Reading kodosumi 1.1's executions back (pure; ``kodosumi_timer.bridge`` does the HTTP).
 
 What kodosumi keeps about an execution, read from its source (runner/main.py,
 spooler.py, service/inputs/timeline/, service/inputs/outputs.py) and checked on a

@@ -205,7 +205,7 @@ class ScheduleResponse(BaseModel):
     notes: list[str] = Field(default_factory=list,
                              description="remarks on how the input was read (DST gaps)")
     inputs_problem: InputsProblem | None = Field(
-        None, description="only from GET of one schedule: set when the stored inputs no "
+        default=None, description="only from GET of one schedule: set when the stored inputs no "
         "longer fit the agent's current form (it changed since they were saved); its next "
         "run would be rejected until the inputs are changed")
 

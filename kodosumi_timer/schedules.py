@@ -1,13 +1,13 @@
 """Turning validated API input into stored schedules: the rules a create must satisfy.
 
 Kept apart from the HTTP layer so the same rules serve the API, the pages and the
-system-schedule sync.
+system-schedule sync (which takes its first fires from :func:`next_slot`).
 """
 
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -77,12 +77,21 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
     if data.run_at is not None:
         raise InvalidInput("a cron schedule takes cron_expression, not run_at", field="run_at")
     try:
-        times = cron.next_fire_times(data.cron_expression, data.timezone, now, 1)
+        first = next_slot(data.cron_expression, data.timezone, now)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="cron_expression") from exc
-    if not times:
+    if first is None:
         raise InvalidInput("the cron expression never fires", field="cron_expression")
-    return times[0], []
+    return first, []
+
+
+def next_slot(expression: str, zone: str, now: datetime,
+              last_run: datetime | None = None) -> datetime | None:
+    """A cron schedule's first slot after ``now``, never the one it last claimed (that
+    may lie just ahead: claim-ahead); None when it never fires again."""
+    after = max(now, last_run) if last_run else now
+    times = cron.next_fire_times(expression, zone, after, 1)
+    return times[0] if times else None
 
 
 def _as_typed(run_at: datetime, zone: str, now: datetime) -> str:
@@ -335,10 +344,7 @@ def changed_fields(row: ScheduleRow, values: Mapping[str, Any]) -> dict[str, lis
 def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:
     """Resume from now: the next slot after now, never a burst of missed ones."""
     if row.schedule_type == "cron" and row.cron_expression:
-        # never the slot that was last claimed (it may lie just ahead: claim-ahead)
-        after = max(now, row.last_run) if row.last_run else now
-        times = cron.next_fire_times(row.cron_expression, row.timezone, after, 1)
-        nxt = times[0] if times else None
+        nxt = next_slot(row.cron_expression, row.timezone, now, row.last_run)
         if nxt is None or (row.end_at is not None and nxt > row.end_at):
             return {"state": "done", "next_run": None, "note": "no fire time left",
                     "updated": now}
@@ -346,7 +352,3 @@ def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:
         # a once schedule resumed after its time runs now
         nxt = max(row.run_at or now, now)
     return {"state": "active", "next_run": nxt, "note": None, "updated": now}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -1,7 +1,5 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
-import asyncio
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -27,7 +25,6 @@ from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryPar
 from kodosumi_timer import cron, words
 from kodosumi_timer.errors import (
     Conflict,
-    FlowUnavailable,
     Forbidden,
     InvalidInput,
     LimitExceeded,
@@ -41,7 +38,6 @@ from kodosumi_timer.models import (
     ChangeResponse,
     ErrorBody,
     FieldChange,
-    InputsProblem,
     PreviewRequest,
     PreviewResponse,
     PreviewRule,
@@ -54,7 +50,7 @@ from kodosumi_timer.models import (
     ScheduleResponse,
     ScheduleUpdate,
 )
-from kodosumi_timer.panel.services import PanelServices, services_from
+from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
 from kodosumi_timer.rules import rule_of
 from kodosumi_timer.schedules import (
     OWNER_ONLY,
@@ -62,7 +58,6 @@ from kodosumi_timer.schedules import (
     build_schedule,
     canonical_flow_url,
     changed_fields,
-    checked_inputs,
     plan_update,
     requested_changes,
     resume_values,
@@ -172,15 +167,6 @@ class ScheduleOperation(ApiOperation):
         for status, response in (self.responses or {}).items():
             if status in ("200", "201") and isinstance(response, OpenAPIResponse):
                 response.links = {name: _link(name) for name in ONE_SCHEDULE_OPERATIONS}
-
-
-def caller(request: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The caller's role id as the panel shows it (with dashes)."""
-    user = str(request.user)
-    try:
-        return str(uuid.UUID(user))
-    except ValueError:
-        return user
 
 
 def _error(status: int, code: str, detail: str, field: str | None = None) -> Response[Any]:
@@ -577,25 +563,6 @@ class ScheduleController(Controller):
         rows, total = await services.store.changes(_row(request).id, limit, offset)
         return ChangeList(items=[change_response(c) for c in rows], total=total, limit=limit,
                           offset=offset)
-
-
-# how long GET waits for the agent's form to re-check the inputs; slower: not checked
-FORM_CHECK_TIMEOUT = 1.0  # a slow agent must not slow every GET down
-
-
-async def inputs_problem(services: PanelServices, row: ScheduleRow) -> InputsProblem | None:
-    """Whether the stored inputs still fit the agent's form as it is now (it may have
-    changed since they were checked on save): the field and why, or None. A form that
-    cannot be read now (the agent is down or slow) is no verdict either way."""
-    try:
-        await asyncio.wait_for(
-            checked_inputs(services.flows, row.flow_url, row.owner, row.inputs or {}),
-            FORM_CHECK_TIMEOUT)
-    except InvalidInput as exc:
-        return InputsProblem(field=exc.field or "inputs", detail=exc.detail)
-    except (FlowUnavailable, TimeoutError):
-        return None
-    return None
 
 
 def run_response(run: RunRow) -> RunResponse:

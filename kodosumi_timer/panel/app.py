@@ -13,7 +13,8 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 
-from kodosumi_timer.bridge import RoleTable
+from kodosumi_timer.bridge import RegisteredFlows, RoleTable
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings, get_settings
 from kodosumi_timer.lock import wake_timer
 from kodosumi_timer.panel.api import (
@@ -23,9 +24,9 @@ from kodosumi_timer.panel.api import (
 )
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
-from kodosumi_timer.panel.services import STATE_KEY, PanelServices, RegisteredFlows
+from kodosumi_timer.panel.services import STATE_KEY, PanelServices
 from kodosumi_timer.preflight import check_secret
-from kodosumi_timer.schedules import Flows, utcnow
+from kodosumi_timer.schedules import Flows
 from kodosumi_timer.store import open_store
 
 
@@ -75,7 +76,7 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     from kodosumi.const import JWT_SECRET
 
     check_secret(JWT_SECRET, settings.TIMER_ALLOW_DEFAULT_SECRET, "the panel")
-    app = kodosumi_app.create_app(**kodosumi_settings)
+    app: Litestar = kodosumi_app.create_app(**kodosumi_settings)
     app.on_startup.append(_services_hook(settings, RegisteredFlows, wake_timer, utcnow))
     app.on_shutdown[:] = [hook for hook in app.on_shutdown if hook is not kodosumi_app.shutdown]
     app.on_shutdown.extend([_close_services, _leave_cluster])
@@ -83,7 +84,7 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     install_route_errors(app)
     app.register(pages_router())
     assert app.template_engine is not None
-    install_templates(app.template_engine.engine)  # type: ignore[attr-defined]
+    install_templates(app.template_engine.engine)
     return app
 
 

@@ -6,8 +6,7 @@ preview) talk to the JSON API under ``/schedule`` from the browser, so validatio
 error messages have exactly one source.
 """
 
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,14 +17,13 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Template
 from markupsafe import Markup
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from kodosumi_timer import cron
+from kodosumi_timer.bridge import rendered
 from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import ScheduleResponse
-from kodosumi_timer.panel.api import caller, inputs_problem
-from kodosumi_timer.panel.services import PanelServices, services_from
+from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
+from kodosumi_timer.runs import PENDING, RunStatus
 from kodosumi_timer.schedules import canonical_flow_url, to_response
 from kodosumi_timer.store import ScheduleRow
 from kodosumi_timer.store.repository import ScheduleFilter
@@ -35,7 +33,7 @@ SYSTEM_LIMIT = 100
 CHANGES_SHOWN = 20  # the newest entries of the change log on the detail page
 SHOW = ("all", "active", "paused", "done")
 # run statuses that mean "the last execution went wrong": the list marks these as failing
-FAILING = frozenset({"error", "failed", "rejected", "unknown"})
+FAILING = frozenset({RunStatus.ERROR, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.UNKNOWN})
 
 
 @dataclass(frozen=True)
@@ -82,8 +80,7 @@ LAST_RUN = {
     "queued": "is waiting to start", "launching": "is starting",
     "launched": "has started", "running": "is still going",
 }
-PENDING = frozenset({"queued", "launching", "launched", "running"})
-NOT_RUN = frozenset({"missed", "skipped"})
+NOT_RUN = frozenset({RunStatus.MISSED, RunStatus.SKIPPED})
 
 
 def display_state(row: ScheduleRow | ScheduleResponse) -> Display:
@@ -188,22 +185,6 @@ def _item(row: ScheduleRow, owners: dict[str, str]) -> dict[str, Any]:
             "story": what_happened(row), "owner_name": owners.get(row.owner, row.owner)}
 
 
-async def _owner_names(transaction: AsyncSession, owners: Iterable[str]) -> dict[str, str]:
-    """Role names for role ids (read from kodosumi's ``roles`` table)."""
-    from kodosumi.dtypes import Role
-
-    ids = {}
-    for owner in set(owners):
-        try:
-            ids[uuid.UUID(owner)] = owner
-        except ValueError:
-            continue  # the timer user of system schedules is not a role
-    if not ids:
-        return {}
-    result = await transaction.execute(select(Role.id, Role.name).where(Role.id.in_(ids)))
-    return {ids[rid]: name for rid, name in result.all()}
-
-
 def _url(show: str = "all", q: str | None = None, everyone: bool = False,
          page: int = 1) -> str:
     """The list's URL with only the parameters that differ from the defaults."""
@@ -229,7 +210,7 @@ class SchedulePages(Controller):
 
     @get("/")
     async def list_page(self, request: Request[Any, Any, Any], state: State,
-                        transaction: AsyncSession, show: str = "all", q: str | None = None,
+                        show: str = "all", q: str | None = None,
                         everyone: bool = False, page: int = 1) -> Template:
         services = services_from(state)
         viewer = await _viewer(request, services)
@@ -249,7 +230,7 @@ class SchedulePages(Controller):
         system_rows, system_total = await services.store.list_schedules(
             None, SYSTEM_LIMIT, 0, ScheduleFilter(
                 text=text, system=True, state=None if show == "all" else show))
-        owners = await _owner_names(transaction, (r.owner for r in rows)) if everyone else {}
+        owners = await services.roles.names(r.owner for r in rows) if everyone else {}
         pages = max(1, -(-total // PAGE_SIZE))
         return Template("schedule/list.html", context={
             "items": [_item(r, owners) for r in rows],
@@ -285,11 +266,11 @@ class SchedulePages(Controller):
         except TimerError as exc:
             return Response({"error": exc.code, "detail": exc.detail, "field": exc.field},
                             status_code=exc.status)
-        return Response({"elements": [_rendered(e) for e in elements]})
+        return Response({"elements": [rendered(e) for e in elements]})
 
     @get("/{schedule_id:str}")
     async def detail_page(self, request: Request[Any, Any, Any], state: State,
-                          transaction: AsyncSession, schedule_id: FromPath[str]) -> Template:
+                          schedule_id: FromPath[str]) -> Template:
         services = services_from(state)
         viewer = await _viewer(request, services)
         row = await services.store.get_schedule(schedule_id)
@@ -297,7 +278,7 @@ class SchedulePages(Controller):
             return _missing(schedule_id)
         data = to_response(row)
         changes, changes_total = await services.store.changes(row.id, CHANGES_SHOWN)
-        owners = await _owner_names(transaction, [row.owner, *(c.actor for c in changes)])
+        owners = await services.roles.names([row.owner, *(c.actor for c in changes)])
         upcoming: list[dict[str, Any]] = []
         now = services.clock()
         if row.state == "active" and row.schedule_type == "cron" and row.cron_expression:
@@ -338,14 +319,6 @@ class SchedulePages(Controller):
         return Template("schedule/form.html", context={
             "mode": "edit", "schedule": to_response(row).model_dump(mode="json"),
             "flow": row.flow_url, "operator": viewer.operator})
-
-
-def _rendered(element: dict[str, Any]) -> dict[str, Any]:
-    if element.get("type") != "markdown":
-        return element
-    from kodosumi.service.inputs.forms import Markdown
-
-    return {**element, "html": Markdown(str(element.get("text") or "")).render()}
 
 
 def _missing(schedule_id: str) -> Template:

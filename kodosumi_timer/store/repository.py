@@ -40,12 +40,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from kodosumi_timer import reasons
 from kodosumi_timer.runs import ACTIVE, FAILING, PENDING, RunStatus
-from kodosumi_timer.store import migrate
 from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
 from kodosumi_timer.store.due import BadRow, DueSchedule, decode
+from kodosumi_timer.store.migrate import upgrade
+from kodosumi_timer.store.system_rows import SystemRows
 from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateTime
 
 ACTIVE_RUN_STATES = tuple(ACTIVE)
@@ -174,8 +176,11 @@ CLAIM_SQLITE = text(f"""UPDATE schedule AS s SET {_CLAIM_SET}
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS old_next, value ->> 2 AS new_next,
              value ->> 3 AS slot, value ->> 4 AS ended, value ->> 5 AS note
       FROM json_each(:batch)) AS v
-WHERE s.id = v.id AND s.next_run = v.old_next AND s.state = 'active'
+WHERE s.id = v.id AND s.state = 'active'
+  AND strftime('%Y-%m-%d %H:%M:%f', s.next_run) = strftime('%Y-%m-%d %H:%M:%f', v.old_next)
 RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime))
+# (SQLite keeps a time as the text it was given: compared as instants, to the
+# millisecond, a next_run written without microseconds still matches the one read)
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -188,7 +193,7 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-class Store:
+class Store(SystemRows):
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
@@ -761,14 +766,18 @@ class Store:
                     trigger="buffer" if status == RunStatus.BUFFERED else "timer")))
         return True
 
-    @staticmethod
-    async def _advance(s: AsyncSession, schedule: DueSchedule, values: dict[str, Any]) -> bool:
+    async def _advance(self, s: AsyncSession, schedule: DueSchedule,
+                       values: dict[str, Any]) -> bool:
         """Move the schedule on, only if its next_run is still the one the timer read
         (the exactly-once guard shared by claiming and skipping slots)."""
+        same: ColumnElement[bool] = ScheduleRow.next_run == schedule.next_run
+        if self.dialect == "sqlite":  # as instants, whatever text the row holds
+            stamp = "%Y-%m-%d %H:%M:%f"
+            same = func.strftime(stamp, ScheduleRow.next_run) == func.strftime(
+                stamp, bindparam("read_next_run", schedule.next_run, type_=UTCDateTime))
         result = await s.execute(
             update(ScheduleRow)
-            .where(ScheduleRow.id == schedule.id, ScheduleRow.next_run == schedule.next_run,
-                   ScheduleRow.state == "active")
+            .where(ScheduleRow.id == schedule.id, same, ScheduleRow.state == "active")
             .values(**values))
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -939,5 +948,5 @@ async def open_store(url: str, migrate_schema: bool = True) -> Store:
     """Open the store at ``url`` and apply pending migrations (idempotent)."""
     engine = make_engine(url)
     if migrate_schema:
-        await migrate.upgrade(engine)
+        await upgrade(engine)
     return Store(engine)

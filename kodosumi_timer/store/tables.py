@@ -66,7 +66,7 @@ class ScheduleRow(Base):
     # active | paused | done; only active schedules carry a next_run
     state: Mapped[str] = mapped_column(String(8), nullable=False, default="active")
     catchup: Mapped[str] = mapped_column(String(8), nullable=False, default="once")
-    overlap: Mapped[str] = mapped_column(String(8), nullable=False, default="skip")
+    overlap: Mapped[str] = mapped_column(String(16), nullable=False, default="skip")
     # a slot launched later than this many seconds after it is missed (catchup rules)
     catchup_window: Mapped[int] = mapped_column(Integer, nullable=False, default=60,
                                                 server_default="60")

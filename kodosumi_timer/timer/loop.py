@@ -15,11 +15,12 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from kodosumi_timer import policy, reasons
 from kodosumi_timer.bridge import Launcher, Roles, mint_token
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.due import BadRow, DueSchedule
@@ -37,9 +38,6 @@ log = logging.getLogger("kodosumi_timer.timer")
 # expired claims are looked for this often (seconds), not on every turn of the loop
 RECOVER_EVERY = 2.0
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SystemSource(Protocol):

@@ -15,6 +15,9 @@ import pytest
 
 from bench.faults import LAUNCHED, run_scenario
 
+# real timer processes (and a private PostgreSQL cluster) for minutes: not a unit test
+pytestmark = pytest.mark.integration
+
 CELLS = [
     ("three-timers", "sqlite", {"slots": 2000}),
     ("three-timers", "postgresql", {"slots": 5000}),

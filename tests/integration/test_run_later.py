@@ -56,9 +56,9 @@ def test_user_schedules_quick_agent_and_it_runs_as_them(stack, new_user):
     fid = body["last_fid"]
     # fired on time: the run's fired_at is at (not before) the slot, within seconds
     runs = user.client.get(f"/schedule/{created['id']}/runs")
-    if runs.status_code == 200:  # the runs route arrives with issue 4
-        fired = datetime.fromisoformat(runs.json()["items"][0]["fired_at"])
-        assert slot <= fired < slot + timedelta(seconds=5)
+    assert runs.status_code == 200, runs.text
+    fired = datetime.fromisoformat(runs.json()["items"][0]["fired_at"])
+    assert slot <= fired < slot + timedelta(seconds=5)
 
     # the execution belongs to the user: their status route knows it ...
     status = user.client.get(f"/outputs/status/{fid}").json()

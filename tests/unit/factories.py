@@ -132,6 +132,9 @@ class FakeRoles:
     async def is_operator(self, owner: str) -> bool:
         return owner in self.operators
 
+    async def names(self, owners) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        return {owner: f"name of {owner}" for owner in owners}
+
     async def close(self) -> None:
         pass
 

@@ -3,11 +3,9 @@
 produce a 5xx nor a response that breaks its documented statuses, headers and schemas;
 then sequences that follow the OpenAPI links (create → get, put, patch, pause, delete …)."""
 
-import atexit
 import os
-import shutil
-import tempfile
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
@@ -15,10 +13,6 @@ from schemathesis import checks
 from kodosumi_timer.schedules import FlowInfo
 from tests.unit.conftest import ALICE, token
 from tests.unit.factories import composed_app
-
-DIRECTORY = tempfile.mkdtemp(prefix="kt-fuzz-")
-# the app starts and stops for every call: the directory stays until the end
-atexit.register(shutil.rmtree, DIRECTORY, ignore_errors=True)
 
 
 class AnyFlow:
@@ -33,11 +27,35 @@ class AnyFlow:
         return []
 
 
-app = composed_app(DIRECTORY, flows=AnyFlow())
-schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app,
-                                        headers=token(ALICE)).include(path_regex="^/schedule")
+def schedule_schema(directory):  # type: ignore[no-untyped-def]
+    """The /schedule part of the composed panel's OpenAPI, on a store in ``directory``
+    (the app starts and stops for every call: the directory outlives them)."""
+    return schemathesis.openapi.from_asgi(
+        "/schema/openapi.json", composed_app(directory, flows=AnyFlow()),
+        headers=token(ALICE)).include(path_regex="^/schedule")
 
-SENT: list[str] = []
+
+@pytest.fixture(scope="module")
+def api_schema(tmp_path_factory):  # type: ignore[no-untyped-def]
+    return schedule_schema(tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.fixture(scope="module")
+def sent() -> list[str]:
+    """The operations the generated requests went to, for the check after them."""
+    return []
+
+
+@pytest.fixture(autouse=True)
+def _node_id_for_schemathesis(request):  # type: ignore[no-untyped-def]
+    # schemathesis' fixture-built schema (4.x) names its per-route runs through
+    # Node._nodeid, which pytest 9 no longer has
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
+# (the fixture's own filter is not applied to the tests it parametrizes)
+schema = schemathesis.pytest.from_fixture("api_schema").include(path_regex="^/schedule")
 
 # Litestar's own OPTIONS answers and semantic 422s for schema-valid input (an unknown
 # flow, a run_at in the past) are fine; everything about our responses is checked.
@@ -53,70 +71,66 @@ FIXED = os.environ.get("CI") == "true"
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, derandomize=FIXED,
           suppress_health_check=list(HealthCheck))
-def test_no_5xx_and_responses_match_the_schema(case):
-    SENT.append(case.operation.label)
+def test_no_5xx_and_responses_match_the_schema(case, sent):
+    sent.append(case.operation.label)
     response = case.call(headers=token(ALICE))
     assert response.status_code < 500, response.text
     case.validate_response(response, checks=CHECKS)
 
 
-def test_at_least_1000_requests_reached_every_route():
+def test_at_least_1000_requests_reached_every_route(api_schema, sent):
     """Runs after the generated tests above (same module, file order)."""
-    assert len(SENT) >= 1000, len(SENT)
-    assert len(set(SENT)) == len(list(schema.get_all_operations())), set(SENT)
+    assert len(sent) >= 1000, len(sent)
+    assert len(set(sent)) == len(list(api_schema.get_all_operations())), set(sent)
 
 
-STEPS: list[str] = []
-
-
-# the sequences get a panel of their own: what the tests above stored must not change them
-WORKFLOW_DIRECTORY = tempfile.mkdtemp(prefix="kt-fuzz-flows-")
-atexit.register(shutil.rmtree, WORKFLOW_DIRECTORY, ignore_errors=True)
-workflow_schema = schemathesis.openapi.from_asgi(
-    "/schema/openapi.json", composed_app(WORKFLOW_DIRECTORY, flows=AnyFlow()),
-    headers=token(ALICE)).include(path_regex="^/schedule")
-
-
-class Workflows(workflow_schema.as_state_machine()):  # type: ignore[misc]
+def test_workflows_follow_the_links_beyond_creating(tmp_path):
     """Sequences along the links: whatever came before, an answer is never a 5xx and
-    always the documented one; a created schedule is there, a deleted one is gone."""
-
-    def before_call(self, case):  # type: ignore[no-untyped-def]
-        # a drawn create is rarely valid (a zone, a rule, a time that all fit): make the
-        # creates valid here, so the sequences go on to the created schedule's routes
-        # (invalid creates are the stateless test's part; drawn-invalid ones stay invalid)
-        negative = case.meta is not None and case.meta.generation.mode == "negative"
-        if case.operation.label == "POST /schedule" and isinstance(case.body, dict) \
-                and not negative:
-            body = {k: v for k, v in case.body.items()
-                    if k not in ("end_at", "run_at", "cron_expression")}
-            body["timezone"] = "Europe/Berlin"
-            if body.get("schedule_type") == "cron":
-                body["cron_expression"] = "*/5 * * * *"
-            else:
-                body.update(schedule_type="once", run_at="2027-06-01T09:00:00+02:00")
-            case.body = body
-
-    def get_call_kwargs(self, case):  # type: ignore[no-untyped-def]
-        return {"headers": token(ALICE)}
-
-    def validate_response(self, response, case, additional_checks=None, **kwargs):  # type: ignore[no-untyped-def]
-        STEPS.append(f"{case.operation.label} {response.status_code}")
-        assert response.status_code < 500, response.text
-        case.validate_response(response, checks=[
-            *CHECKS, checks.use_after_free, checks.ensure_resource_availability])
-
-
-TestWorkflows = Workflows.TestCase
-# always one fixed sequence: schemathesis adapts its link-following to earlier answers,
-# which hypothesis reports as flaky generation when it replays a drawn sequence
-TestWorkflows.settings = settings(max_examples=60, stateful_step_count=8, deadline=None,
-                                  derandomize=True, suppress_health_check=list(HealthCheck))
-
-
-def test_workflows_went_beyond_creating():
-    """Runs after TestWorkflows: links were followed to a created schedule's routes."""
-    followed = {step for step in STEPS if "{schedule_id}" in step
+    always the documented one; a created schedule is there, a deleted one is gone. The
+    sequences get a panel of their own: what the tests above stored must not change
+    them."""
+    steps: list[str] = []
+    machine = _workflows(schedule_schema(tmp_path), steps)
+    # always one fixed sequence: schemathesis adapts its link-following to earlier
+    # answers, which hypothesis reports as flaky generation when it replays a drawn one
+    machine.run(settings=settings(max_examples=60, stateful_step_count=8, deadline=None,
+                                  derandomize=True, suppress_health_check=list(HealthCheck)))
+    followed = {step for step in steps if "{schedule_id}" in step
                 and step.endswith((" 200", " 202", " 204"))}
-    assert any(step.startswith(("PUT ", "PATCH ")) for step in followed), sorted(set(STEPS))
-    assert any(step.startswith("DELETE ") for step in followed), sorted(set(STEPS))
+    assert any(step.startswith(("PUT ", "PATCH ")) for step in followed), sorted(set(steps))
+    assert any(step.startswith("DELETE ") for step in followed), sorted(set(steps))
+
+
+def _workflows(workflow_schema, steps: list[str]):  # type: ignore[no-untyped-def]
+    class Workflows(workflow_schema.as_state_machine()):  # type: ignore[misc]
+        """The API as a state machine along its OpenAPI links; ``steps`` records each
+        call and its answer."""
+
+        def before_call(self, case):  # type: ignore[no-untyped-def]
+            # a drawn create is rarely valid (a zone, a rule, a time that all fit): make
+            # the creates valid here, so the sequences go on to the created schedule's
+            # routes (invalid creates are the stateless test's part; drawn-invalid ones
+            # stay invalid)
+            negative = case.meta is not None and case.meta.generation.mode == "negative"
+            if case.operation.label == "POST /schedule" and isinstance(case.body, dict) \
+                    and not negative:
+                body = {k: v for k, v in case.body.items()
+                        if k not in ("end_at", "run_at", "cron_expression")}
+                body["timezone"] = "Europe/Berlin"
+                if body.get("schedule_type") == "cron":
+                    body["cron_expression"] = "*/5 * * * *"
+                else:
+                    body.update(schedule_type="once", run_at="2027-06-01T09:00:00+02:00")
+                case.body = body
+
+        def get_call_kwargs(self, case):  # type: ignore[no-untyped-def]
+            return {"headers": token(ALICE)}
+
+        def validate_response(  # type: ignore[no-untyped-def]
+                self, response, case, additional_checks=None, **kwargs):
+            steps.append(f"{case.operation.label} {response.status_code}")
+            assert response.status_code < 500, response.text
+            case.validate_response(response, checks=[
+                *CHECKS, checks.use_after_free, checks.ensure_resource_availability])
+
+    return Workflows

@@ -39,9 +39,14 @@ async def _one_example(url: str, column: str, value: object) -> None:
                                    {"v": value, "id": bad.id})
         except Exception:  # PostgreSQL refuses a value of the wrong type: nothing stored
             return
-        launcher = FakeLauncher()
+        launcher, clock = FakeLauncher(), Clock(T0)
+
+        async def sleep(seconds: float) -> None:  # a wait (a jitter) moves the clock
+            clock.advance(seconds=seconds)
+            await asyncio.sleep(0)
+
         timer = Timer(store, launcher, FakeRoles(), LocalWaker(),
-                      TimerConfig(backoff=lambda attempt: 0.0), clock=Clock(T0))
+                      TimerConfig(backoff=lambda attempt: 0.0), clock=clock, sleep=sleep)
         await timer.fire_due()
         await timer.drain()
         assert ("/-/127.0.0.1/8001/quick/-/", "good", {"text": "hi"}) in launcher.calls
@@ -70,3 +75,12 @@ _UNREADABLE = {"next_run", "end_at", "inputs", "system", "run_count", "max_runs"
 @given(value=GARBAGE)
 def test_garbage_in_one_row_never_holds_up_another(store_url, column, value):
     asyncio.run(_one_example(store_url, column, value))
+
+
+@pytest.mark.parametrize("value", ["2027-03-01 07:00:00", "2027-03-01T07:00:00",
+                                   "2027-03-01 07:00:00.000"])
+def test_a_next_run_written_in_another_form_is_claimed_once_and_moves_on(tmp_path, value):
+    """Found by the garbage test: a time SQLite holds as text without microseconds
+    never matched the claim's guard, so the schedule stayed due and never fired.
+    (PostgreSQL stores a time, not the text it was given.)"""
+    asyncio.run(_one_example(f"sqlite+aiosqlite:///{tmp_path}/s.db", "next_run", value))

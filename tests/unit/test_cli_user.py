@@ -27,10 +27,10 @@ def _serve_panel(tmp) -> Iterator[str]:
     from kodosumi.service import app as kodosumi_app
 
     from kodosumi_timer.bridge import RoleTable
+    from kodosumi_timer.clock import utcnow
     from kodosumi_timer.config import TimerSettings
     from kodosumi_timer.panel.app import create_app
     from kodosumi_timer.panel.services import STATE_KEY, PanelServices
-    from kodosumi_timer.schedules import utcnow
     from kodosumi_timer.store import open_store
 
     admin_db = f"sqlite+aiosqlite:///{tmp}/admin.db"

@@ -271,7 +271,7 @@ def test_outcome_of_reads_the_panel():
 async def test_an_owner_token_is_reused_then_renewed(monkeypatch):
     launcher = PanelLauncher("http://127.0.0.1:1", secret="s", token_ttl=900)
     clock = [1_000_000.0]
-    monkeypatch.setattr("kodosumi_timer.bridge.time.time", lambda: clock[0])
+    monkeypatch.setattr("kodosumi_timer.bridge.launching.time.time", lambda: clock[0])
     first = launcher._headers("alice")["KODOSUMI_API_KEY"]
     clock[0] += 200
     assert launcher._headers("alice")["KODOSUMI_API_KEY"] == first

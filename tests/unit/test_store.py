@@ -102,11 +102,26 @@ async def test_skip_slots_pauses(store):
 
 
 async def test_migrations_are_idempotent(store_url):
-    from kodosumi_timer.store import open_store
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
 
-    for _ in range(2):
-        s = await open_store(store_url)
-        await s.close()
+    from kodosumi_timer.store import open_store
+    from kodosumi_timer.store.migrate import MIGRATIONS
+
+    first = await open_store(store_url)
+    row = await first.add_schedule(schedule())
+    await first.close()
+    # upgrading a store that is at head again changes nothing: its rows stay as they are
+    again = await open_store(store_url)
+    try:
+        back = await again.get_schedule(row.id)
+        assert back is not None and back.version == 1 and back.next_run == row.next_run
+        async with again.engine.connect() as conn:
+            query = text("SELECT version_num FROM schedule_alembic_version")
+            versions = (await conn.execute(query)).scalars().all()
+        assert versions == [ScriptDirectory(str(MIGRATIONS)).get_current_head()]
+    finally:
+        await again.close()
 
 
 async def test_the_migrations_build_exactly_the_tables_the_code_declares(store):

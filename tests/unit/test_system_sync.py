@@ -6,9 +6,13 @@ import textwrap
 from datetime import timedelta
 
 import pytest
+from kodosumi.core import forms as F
 
+from kodosumi_timer.errors import FlowUnavailable
 from kodosumi_timer.store.repository import ScheduleFilter
+from kodosumi_timer.store.tables import ChangeRow
 from kodosumi_timer.system import (
+    UNFIT_NOTE,
     Discovered,
     SystemEntry,
     SystemSchedules,
@@ -71,13 +75,17 @@ async def test_sync_adds_changes_and_removes(store):
     assert rows[SLOW].next_run == T0 + timedelta(minutes=5)
     assert rows[SLOW].inputs == {"seconds": 1}
 
-    # removed from every source: removed, with its runs; user schedules untouched
+    # removed from every source: removed, with its runs and its change log; user
+    # schedules untouched
     await store.claim(rows[SLOW], rows[SLOW].next_run, later, None, None)
+    await store.log_change(ChangeRow(schedule_id=rows[SLOW].id, at=later, actor="op",
+                                     action="pause", fields={}))
     report = await sync(store, [entry(cron="30 8 * * *", inputs={"message": "hi"},
                                       title="Morning")], later, TIMER_USER)
     assert report.removed == [SLOW]
     assert set(await system_rows(store)) == {QUICK}
     assert (await store.runs(rows[SLOW].id))[1] == 0
+    assert (await store.changes(rows[SLOW].id))[1] == 0
     assert await store.get_schedule(user.id) is not None
 
 
@@ -315,6 +323,96 @@ async def test_never_discovered_keeps_flow_rows_and_retries_soon(store, tmp_path
     mono.now += 5
     await turn(system)
     assert discovery.calls == 2  # retried after check_every, not discover_every
+
+
+# ---- inputs checked against the agent's form, as a user schedule's are --------------
+
+
+class FakeForms:
+    """Our own Forms interface over a form built with kodosumi's own classes (what GET
+    on the flow's URL answers); the real panel is in tests/integration."""
+
+    def __init__(self, down=()):
+        self.down = set(down)
+        self.calls: list[str] = []
+
+    async def form(self, flow_url: str) -> list[dict]:
+        self.calls.append(flow_url)
+        if flow_url in self.down:
+            raise FlowUnavailable("the agent answered HTTP 503", field="flow_url")
+        return F.Model(
+            F.InputText(label="Message", name="message", required=True),
+            F.InputNumber(label="Repeat", name="repeat", value="1"),
+            F.Checkbox(label="Shout", name="shout", option="Shout", value=False),
+        ).get_model()
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_inputs_are_stored_as_the_form_posts_them_and_refused_ones_pause(
+        store, tmp_path):
+    path = tmp_path / "schedules.yaml"
+    write(path, f"""
+        - flow: {QUICK}
+          cron: "0 9 * * *"
+          inputs: {{message: hi, repeat: 2, shout: true}}
+        - flow: {SLOW}
+          cron: "0 9 * * *"
+          inputs: {{mesage: typo}}
+    """)
+    system = SystemSchedules(store, path, TIMER_USER, forms=FakeForms())
+    # held back until the forms are read (in the background: a slow agent never
+    # delays a fire)
+    assert not (await turn(system)).changed
+    assert await system_rows(store) == {}
+    assert sorted((await turn(system)).added) == [QUICK, SLOW]
+    rows = await system_rows(store)
+    assert rows[QUICK].inputs == {"message": "hi", "repeat": "2", "shout": "on"}
+    assert rows[QUICK].state == "active"
+    # refused by the form: paused, the note says which input and why
+    assert rows[SLOW].state == "paused" and rows[SLOW].next_run is None
+    assert rows[SLOW].note.startswith(UNFIT_NOTE) and "inputs.mesage" in rows[SLOW].note
+
+    write(path, f"""
+        - flow: {QUICK}
+          cron: "0 9 * * *"
+          inputs: {{message: hi, repeat: 2, shout: true}}
+        - flow: {SLOW}
+          cron: "0 9 * * *"
+          inputs: {{message: fixed}}
+    """)
+    await turn(system)
+    assert (await turn(system)).updated == [SLOW]
+    slow = (await system_rows(store))[SLOW]
+    assert slow.state == "active" and slow.note is None
+    assert slow.next_run == T0 + timedelta(hours=1)
+    assert slow.inputs == {"message": "fixed", "repeat": "1"}
+
+
+async def test_an_unreadable_form_keeps_the_inputs_as_declared_until_the_next_round(
+        store, tmp_path):
+    path = tmp_path / "schedules.yaml"
+    write(path, f"""
+        - flow: {QUICK}
+          cron: "0 9 * * *"
+          inputs: {{message: hi, repeat: 2}}
+    """)
+    mono = Mono()
+    forms = FakeForms(down={QUICK})
+    system = SystemSchedules(store, path, TIMER_USER, forms=forms, discover_every=60,
+                             monotonic=mono)
+    await turn(system)
+    assert (await turn(system)).added == [QUICK]
+    row = (await system_rows(store))[QUICK]
+    assert row.inputs == {"message": "hi", "repeat": 2} and row.state == "active"
+    assert await turn(system) is None and forms.calls == [QUICK]  # not asked every turn
+    # the next round asks again; the agent answers now
+    forms.down.clear()
+    mono.now += 60
+    await turn(system)
+    assert (await turn(system)).updated == [QUICK]
+    assert (await system_rows(store))[QUICK].inputs == {"message": "hi", "repeat": "2"}
 
 
 # ---- the timer calls it and fires system schedules as the timer user -------------------

@@ -40,9 +40,17 @@ def upgrade() -> None:
     for column in COLUMNS:
         op.add_column("schedule", column.copy())
     op.create_index("ux_schedule_hook_hash", "schedule", ["hook_hash"], unique=True)
+    # "buffer_one" is longer than the 8 the overlap column had (SQLite does not enforce a
+    # text's length: its table is not rebuilt for it)
+    if op.get_bind().dialect.name != "sqlite":
+        op.alter_column("schedule", "overlap", type_=sa.String(16),
+                        existing_type=sa.String(8), existing_nullable=False)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        op.alter_column("schedule", "overlap", type_=sa.String(8),
+                        existing_type=sa.String(16), existing_nullable=False)
     op.drop_index("ux_schedule_hook_hash", table_name="schedule")
     with op.batch_alter_table("schedule") as batch:
         for column in reversed(COLUMNS):

@@ -1,6 +1,5 @@
-"""The only module that talks to kodosumi 1.1: owner tokens, launches through the
-panel's proxy, reconciling a launch in doubt, execution status and error, the role
-table.
+"""Launching as the owner through kodosumi's panel, reconciling a launch in doubt,
+and following an execution's status and error.
 
 Launches always go through the panel (``/-/<flow>``) with a token minted for the
 owner, never to Ray Serve directly: Serve trusts an ``x-kodosumi_user`` header and
@@ -12,18 +11,15 @@ import asyncio
 import json
 import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import aiohttp
-import httpx
-from jose import jwt
-from sqlalchemy import Boolean, Column, MetaData, Table, Uuid, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from kodosumi_timer.bridge.tokens import flow_path, mint_token
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.executions import (
     FINAL,
     Candidate,
@@ -39,7 +35,6 @@ from kodosumi_timer.executions import (
 )
 
 LaunchKind = Literal["launched", "rejected", "refused", "not_sent", "in_doubt"]
-OwnerState = Literal["active", "inactive", "missing"]
 
 
 @dataclass(frozen=True)
@@ -97,37 +92,8 @@ class Launcher(Protocol):
     async def close(self) -> None: ...
 
 
-class Roles(Protocol):
-    async def owner_state(self, owner: str) -> OwnerState: ...
-
-    async def owner_states(self, owners: Iterable[str]) -> dict[str, OwnerState]: ...
-
-    async def is_operator(self, owner: str) -> bool: ...
-
-    async def close(self) -> None: ...
-
-
-TOKEN_ALGORITHM = "HS256"  # kodosumi.const.ALGORITHM
 # sent with every launch; kodosumi forwards it to the flow but stores nothing of it
 MARKER_HEADER = "X-Kodosumi-Timer-Run"
-
-
-def mint_token(subject: str, ttl_seconds: int, secret: str) -> str:
-    """A kodosumi panel token for ``subject`` (a role id, or the timer user), short-lived.
-
-    Signed like kodosumi's own (``kodosumi.service.jwt``) with ``KODO_SECRET_KEY``, which
-    the timer must share with the panel. Never stored, never logged.
-    """
-    issued = time.time()
-    claims = {"exp": issued + ttl_seconds, "iat": issued, "sub": subject}
-    return str(jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM))
-
-
-def flow_path(flow_url: str) -> str:
-    """The panel path of a flow: ``/-/host/port/app/-/`` (a full URL is cut to its path)."""
-    if "://" in flow_url:
-        flow_url = httpx.URL(flow_url).path
-    return "/" + flow_url.strip("/") + "/"
 
 
 MAY_HAVE_STARTED = "; the execution may have started"
@@ -189,8 +155,6 @@ def outcome_of(status_code: int, text: str, flow_url: str,
     return LaunchOutcome("launched", fid=fid)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class PanelLauncher:
@@ -217,7 +181,7 @@ class PanelLauncher:
                  timeout: float = 30.0, connections: int = 128, *,
                  connect_timeout: float = 10.0, settle: float = 65.0, window: float = 65.0,
                  skew: float = 2.0, poll: float = 1.0, patience: float = 300.0,
-                 stream_timeout: float = 10.0, clock: Callable[[], datetime] = _utcnow,
+                 stream_timeout: float = 10.0, clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.base = panel_url.rstrip("/")
         self.secret = secret
@@ -463,59 +427,3 @@ class PanelLauncher:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def role_uuid(owner: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(owner)
-    except ValueError:
-        return None
-
-
-# kodosumi's ``roles`` table (kodosumi.dtypes.Role), only the columns read here: importing
-# kodosumi.dtypes pulls in litestar, which took 1-5 s at the timer's first fire
-ROLES = Table("roles", MetaData(), Column("id", Uuid, primary_key=True),
-              Column("active", Boolean), Column("operator", Boolean))
-
-
-class RoleTable:
-    """Reads kodosumi's ``roles`` table: the panel's JWT check never consults it."""
-
-    def __init__(self, admin_database: str, engine: AsyncEngine | None = None):
-        self.engine = engine or create_async_engine(admin_database)
-
-    async def _role(self, owner: str) -> Any:
-        rid = role_uuid(owner)
-        if rid is None:
-            return None
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                select(ROLES.c.active, ROLES.c.operator).where(ROLES.c.id == rid))
-            return result.first()
-
-    async def owner_states(self, owners: Iterable[str]) -> dict[str, OwnerState]:
-        """``owner_state`` of many owners in one query (a due batch's owners)."""
-        ids = {owner: role_uuid(owner) for owner in owners}
-        wanted = [rid for rid in ids.values() if rid is not None]
-        found: dict[uuid.UUID, bool] = {}
-        if wanted:
-            async with self.engine.connect() as conn:
-                rows = await conn.execute(
-                    select(ROLES.c.id, ROLES.c.active).where(ROLES.c.id.in_(wanted)))
-                found = {row.id: bool(row.active) for row in rows}
-        return {owner: "missing" if rid is None or rid not in found
-                else ("active" if found[rid] else "inactive")
-                for owner, rid in ids.items()}
-
-    async def owner_state(self, owner: str) -> OwnerState:
-        row = await self._role(owner)
-        if row is None:
-            return "missing"
-        return "active" if row.active else "inactive"
-
-    async def is_operator(self, owner: str) -> bool:
-        row = await self._role(owner)
-        return bool(row is not None and row.active and row.operator)
-
-    async def close(self) -> None:
-        await self.engine.dispose()
