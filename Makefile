@@ -55,7 +55,8 @@ test: $(VENV)/.installed-test chromium
 	@$(VENV)/bin/ruff check kodosumi_timer tests bench examples
 	@$(VENV)/bin/mypy kodosumi_timer/cron.py kodosumi_timer/cronfields.py kodosumi_timer/policy.py \
 	  kodosumi_timer/runs.py kodosumi_timer/reasons.py kodosumi_timer/store/due.py \
-	  kodosumi_timer/timer/pacing.py kodosumi_timer/forminputs.py
+	  kodosumi_timer/timer/pacing.py kodosumi_timer/forminputs.py \
+	  kodosumi_timer/notify kodosumi_timer/store/notifications.py
 	@echo "== tests"
 	@$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kodosumi_timer.notify.events import DEFAULT_EVENTS
+
 ScheduleType = Literal["once", "cron"]
 MAX_INPUTS_BYTES = 256 * 1024
 # the store keeps counts in 32-bit integer columns
@@ -42,6 +44,50 @@ def _bounded_inputs(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+NotifyEvent = Literal["error", "failed", "rejected", "unknown", "missed", "paused", "finished"]
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _distinct(value: list[str] | None) -> list[str] | None:
+    return list(dict.fromkeys(value)) if value is not None else None
+
+
+class NotifySettings(BaseModel):
+    """Where and on what to be told about this schedule's runs (docs/NOTIFY.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        None, min_length=1, max_length=2000,
+        description="receives a signed POST of JSON per event; private, loopback and "
+                    "link-local addresses only if KODO_TIMER_NOTIFY_ALLOW lists them")
+    events: list[NotifyEvent] | None = Field(
+        None, min_length=1, max_length=7,
+        description="run statuses to be told of, and `paused` (the timer paused the "
+                    f"schedule); default: {', '.join(DEFAULT_EVENTS)}")
+    secret: str | None = Field(
+        None, max_length=128,
+        description="read-only: the HMAC-SHA256 key of X-Kodosumi-Signature, generated; "
+                    "shown in the create, update and rotate answers only; accepted when "
+                    "unchanged")
+
+    _url = field_validator("url")(_http_url)
+    _events = field_validator("events")(_distinct)
+
+
+class NotifyResponse(BaseModel):
+    url: str
+    events: list[str]
+    secret: str | None = Field(
+        None, description="in the create, update and rotate answers only; GET and lists "
+                          "leave it out (rotate it when it is lost)")
+
+
 class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,6 +111,7 @@ class ScheduleCreate(BaseModel):
     overlap: Literal["skip", "allow"] = "skip"
     end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    notify: NotifySettings | None = Field(None, description="notifications (docs/NOTIFY.md)")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
@@ -98,6 +145,8 @@ class ScheduleUpdate(BaseModel):
     overlap: Literal["skip", "allow"] | None = None
     end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    notify: NotifySettings | None = Field(
+        None, description="null: no notifications; PATCH merges it member by member")
     # what GET returns besides: the server's, never changed by a write
     id: str | None = Field(None, max_length=64, description=_READ_ONLY)
     owner: str | None = Field(None, max_length=64, description=_READ_ONLY)
@@ -178,6 +227,7 @@ class ScheduleResponse(BaseModel):
     updated: datetime
     notes: list[str] = Field(default_factory=list,
                              description="remarks on how the input was read (DST gaps)")
+    notify: NotifyResponse | None = None
 
 
 class ScheduleList(BaseModel):
@@ -185,6 +235,18 @@ class ScheduleList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class DeliveryResponse(BaseModel):
+    id: int
+    run_id: int | None
+    event: str
+    status: str = Field(description="pending | delivered | failed")
+    attempts: int
+    next_at: datetime | None = Field(description="the next attempt, while pending")
+    last_error: str | None
+    created: datetime
+    delivered: datetime | None
 
 
 class RunResponse(BaseModel):
@@ -198,6 +260,15 @@ class RunResponse(BaseModel):
     fid: str | None
     reason: str | None
     finished_at: datetime | None
+    notifications: list[DeliveryResponse] = Field(
+        default_factory=list, description="the notifications sent of this run")
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryResponse]
+    total: int
+    limit: int
+    offset: int
 
 
 class RunList(BaseModel):

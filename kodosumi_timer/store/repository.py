@@ -44,6 +44,7 @@ from kodosumi_timer.runs import ACTIVE, PENDING, RunStatus
 from kodosumi_timer.store import migrate
 from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
 from kodosumi_timer.store.due import BadRow, DueSchedule, decode
+from kodosumi_timer.store.notifications import NotificationStore
 from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateTime
 
 ACTIVE_RUN_STATES = tuple(ACTIVE)
@@ -177,7 +178,7 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-class Store:
+class Store(NotificationStore):
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
