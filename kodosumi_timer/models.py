@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kodosumi_timer.notify.events import DEFAULT_EVENTS
+from kodosumi_timer.notify.events import DEFAULT_EVENTS, EVENTS
 
 ScheduleType = Literal["once", "cron"]
 MAX_INPUTS_BYTES = 256 * 1024
@@ -53,8 +53,14 @@ def _http_url(value: str | None) -> str | None:
     return value
 
 
-def _distinct(value: list[str] | None) -> list[str] | None:
-    return list(dict.fromkeys(value)) if value is not None else None
+def _known_events(value: Any) -> Any:
+    # checked here, on the whole list, so that an error names notify.events itself
+    if isinstance(value, list):
+        unknown = [v for v in value if v not in EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; events are {', '.join(EVENTS)}")
+        return list(dict.fromkeys(value))
+    return value
 
 
 class NotifySettings(BaseModel):
@@ -77,7 +83,7 @@ class NotifySettings(BaseModel):
                     "unchanged")
 
     _url = field_validator("url")(_http_url)
-    _events = field_validator("events")(_distinct)
+    _events = field_validator("events", mode="before")(_known_events)
 
 
 class NotifyResponse(BaseModel):
