@@ -150,3 +150,20 @@ async def test_the_openapi_documents_notify_and_its_routes(api):
     parts = schema["components"]["schemas"]
     assert {"url", "events", "secret"} <= set(parts["NotifySettings"]["properties"])
     assert "notify" in parts["ScheduleResponse"]["properties"]
+
+
+async def test_the_detail_page_shows_where_it_notifies(tmp_path):
+    from litestar.testing import AsyncTestClient
+
+    from tests.unit.factories import composed_app
+
+    async with AsyncTestClient(app=composed_app(tmp_path)) as panel:
+        made = await panel.post("/schedule/", json=once(notify={"url": HOOK,
+                                                                "events": ["error"]}),
+                                headers=token(ALICE))
+        assert made.status_code == 201, made.text
+        page = await panel.get(f"/admin/schedule/{made.json()['id']}", headers=token(ALICE))
+    assert page.status_code == 200
+    facts = page.text[page.text.index('id="notify"'):]
+    assert facts.index(HOOK) < facts.index("</dd>") and "on error" in facts
+    assert made.json()["notify"]["secret"] not in page.text
