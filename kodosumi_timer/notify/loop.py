@@ -28,6 +28,9 @@ OVERLAP = timedelta(seconds=10)
 # while the store was away) is still found
 GRACE = timedelta(minutes=10)
 SWEEP_EVERY = 30
+# the cursor is written to the store every so many steps (a restart reads back from the
+# last one written: more to read, nothing lost), not on every step
+CURSOR_EVERY = 5
 # a delivery being sent is held this long; a notifier that died meanwhile lets it go
 LEASE = timedelta(seconds=30)
 BATCH = 50
@@ -47,17 +50,19 @@ class Notifier:
         self.clock = clock
         self.poll = poll
         self._steps = 0
+        self._cursor: datetime | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._stop = asyncio.Event()
 
     async def collect(self) -> int:
         """Queue deliveries for the runs that ended since the cursor; returns how many."""
         now = self.clock()
-        cursor = await self.store.notify_cursor()
+        if self._cursor is None:  # the first step after a start: where the last one was
+            self._cursor = await self.store.notify_cursor() or now
         # the first step after a start reads back GRACE, and so does every SWEEP_EVERY-th
         sweep = self._steps % SWEEP_EVERY == 0
         self._steps += 1
-        since = (cursor or now) - (GRACE if sweep else OVERLAP)
+        since = self._cursor - (GRACE if sweep else OVERLAP)
         queued, complete = 0, False
         while True:
             found = await self.store.ended_to_notify(since, now, BATCH)
@@ -73,7 +78,9 @@ class Notifier:
             if added == 0:  # queued by another notifier meanwhile: read again next step
                 break
         if complete:
-            await self.store.set_notify_cursor(now)
+            self._cursor = now
+            if self._steps % CURSOR_EVERY == 1 or queued:
+                await self.store.set_notify_cursor(now)
         if sweep:
             await self.store.drop_orphan_notifications()
         return queued

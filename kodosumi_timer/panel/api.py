@@ -113,7 +113,7 @@ JSON_TYPES = ("application/json", "application/merge-patch+json")
 # carries a schedule (clients and schemathesis' stateful tests follow them)
 ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "deleteSchedule",
                            "pauseSchedule", "resumeSchedule", "triggerSchedule",
-                           "scheduleRuns", "scheduleChanges", "scheduleNotifications")
+                           "scheduleRuns", "scheduleChanges")
 
 
 
