@@ -270,6 +270,13 @@ class RunResponse(BaseModel):
         default_factory=list, description="the notifications sent of this run")
 
 
+class AttentionResponse(BaseModel):
+    failed: int = Field(description="your runs that ended error, failed, rejected or unknown "
+                                    "since `since`")
+    since: datetime = Field(description="when you last opened the Schedules page (or a day "
+                                        "ago, if never)")
+
+
 class DeliveryList(BaseModel):
     items: list[DeliveryResponse]
     total: int

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Litestar, Request, Response, delete, get, patch, post, put
@@ -32,6 +33,7 @@ from kodosumi_timer.errors import (
     TimerError,
 )
 from kodosumi_timer.models import (
+    AttentionResponse,
     ChangeList,
     ChangeResponse,
     DeliveryList,
@@ -387,6 +389,18 @@ class ScheduleController(Controller):
                 times=[PreviewTime(utc=instant, local=local, dst_note=note)])
         raise InvalidInput("give either cron_expression or run_at", field="cron_expression")
 
+    @get("/attention", summary="Your failed runs since you last looked", responses=COMMON,
+         operation_id="scheduleAttention", operation_class=ApiOperation,
+         description="How many of your runs ended error, failed, rejected or unknown since "
+                     "you last opened the Schedules page (the count in the navigation).")
+    async def attention(self, request: Request[Any, Any, Any], state: State
+                        ) -> AttentionResponse:
+        services = services_from(state)
+        me = caller(request)
+        since = await services.store.seen_at(me) or services.clock() - UNSEEN_FOR
+        return AttentionResponse(failed=await services.store.failed_since(me, since),
+                                 since=since)
+
     @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE,
          operation_id="getSchedule", operation_class=ScheduleOperation, response_headers=[ETAG])
     async def get_schedule(self, request: Request[Any, Any, Any],
@@ -545,6 +559,10 @@ class ScheduleController(Controller):
                            field="notify")
         values = {"notify_secret": new_secret(), "updated": services.clock()}
         return _answer(await _apply(services, request, row, values, "edit"), secret=True)
+
+
+# a user who never opened the Schedules page is told of the failures of the last day
+UNSEEN_FOR = timedelta(days=1)
 
 
 def delivery_response(n: NotificationRow) -> DeliveryResponse:

@@ -20,9 +20,12 @@ from kodosumi_timer.store.tables import (
     NotifyCursorRow,
     RunRow,
     ScheduleRow,
+    SeenRow,
 )
 
 NOTIFICATIONS = cast(Table, NotificationRow.__table__)
+# runs that ended like this count as failed in the navigation
+FAILED_STATUSES = ("error", "failed", "rejected", "unknown")
 # the note the timer writes when it pauses a schedule starts with this
 PAUSED_BY_TIMER = reasons.PAUSED_BY_TIMER.split("{", 1)[0]
 
@@ -160,3 +163,31 @@ class NotificationStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(NOTIFICATIONS).where(gone))
             return int(result.rowcount)
+
+    # ---- what a user has not seen yet ------------------------------------------------
+
+    async def seen_at(self, owner: str) -> datetime | None:
+        async with self.session() as s:
+            row = await s.get(SeenRow, owner)
+            return row.at if row is not None else None
+
+    async def mark_seen(self, owner: str, at: datetime) -> None:
+        async with self.session.begin() as s:
+            result = await s.execute(update(SeenRow).where(SeenRow.owner == owner)
+                                     .values(at=at))
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return
+        try:
+            async with self.session.begin() as s:
+                s.add(SeenRow(owner=owner, at=at))
+        except IntegrityError:  # two tabs at once: either instant will do
+            pass
+
+    async def failed_since(self, owner: str, since: datetime) -> int:
+        """How many of ``owner``'s runs ended failed (error, failed, rejected, unknown)
+        after ``since``."""
+        query = select(func.count()).select_from(RunRow).where(
+            RunRow.owner == owner, RunRow.finished_at > since,
+            RunRow.status.in_(FAILED_STATUSES))
+        async with self.session() as s:
+            return int((await s.execute(query)).scalar_one())

@@ -188,3 +188,13 @@ class NotifyCursorRow(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SeenRow(Base):
+    """When a user last looked at their schedules (migration 0005): the panel counts
+    their failed runs since then in the navigation."""
+
+    __tablename__ = "schedule_seen"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -167,3 +167,41 @@ async def test_the_detail_page_shows_where_it_notifies(tmp_path):
     facts = page.text[page.text.index('id="notify"'):]
     assert facts.index(HOOK) < facts.index("</dd>") and "on error" in facts
     assert made.json()["notify"]["secret"] not in page.text
+
+
+async def test_the_navigation_counts_failed_runs_since_the_schedules_page_was_opened(tmp_path):
+    from datetime import timedelta
+
+    from litestar.testing import AsyncTestClient
+
+    from tests.unit.factories import Clock, composed_app
+
+    clock = Clock(T0)
+    async with AsyncTestClient(app=composed_app(tmp_path, clock=clock)) as panel:
+        made = (await panel.post("/schedule/", json=once(), headers=token(ALICE))).json()
+        store = panel.app.state["kodosumi_timer"].store
+
+        async def ended(status, minutes):  # type: ignore[no-untyped-def]
+            async with store.session.begin() as s:
+                s.add(RunRow(schedule_id=made["id"], owner=ALICE, slot=T0 + timedelta(
+                    minutes=minutes), attempt=1, trigger="timer", status=status,
+                    finished_at=T0 + timedelta(minutes=minutes)))
+
+        async def failed():  # type: ignore[no-untyped-def]
+            r = await panel.get("/schedule/attention", headers=token(ALICE))
+            assert r.status_code == 200, r.text
+            return r.json()["failed"]
+
+        await ended("error", -30)  # within the last day: counted before the first look
+        await ended("finished", -20)
+        assert await failed() == 1
+        clock.advance(minutes=1)
+        page = await panel.get("/admin/schedule/", headers=token(ALICE))
+        assert page.status_code == 200 and "/schedule/attention" in page.text
+        assert await failed() == 0
+        await ended("rejected", 5)
+        await ended("unknown", 6)
+        await ended("missed", 7)
+        assert await failed() == 2
+        other = await panel.get("/schedule/attention", headers=token(OPERATOR))
+        assert other.json()["failed"] == 0

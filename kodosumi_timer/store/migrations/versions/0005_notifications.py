@@ -1,5 +1,6 @@
 """notifications per schedule: the schedule's notify URL, events and secret, the delivery
-outbox, the notifier's cursor, and an index on when runs ended
+outbox, the notifier's cursor, an index on when runs ended, and when each user last
+looked at their schedules
 
 Revision ID: 0005
 Revises: 0004
@@ -45,9 +46,15 @@ def upgrade() -> None:
         sa.Column("name", sa.String(32), primary_key=True),
         sa.Column("at", UTCDateTime(), nullable=False),
     )
+    op.create_table(
+        "schedule_seen",
+        sa.Column("owner", sa.String(64), primary_key=True),
+        sa.Column("at", UTCDateTime(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("schedule_seen")
     op.drop_table("notify_cursor")
     op.drop_index("ix_notification_schedule", table_name="notification")
     op.drop_index("ix_notification_due", table_name="notification")
