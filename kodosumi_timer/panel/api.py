@@ -525,7 +525,6 @@ class ScheduleController(Controller):
         return ChangeList(items=[change_response(c) for c in rows], total=total, limit=limit,
                           offset=offset)
 
-
     @get("/{schedule_id:str}/notifications", summary="Notifications of a schedule",
          responses=NOT_FOUND, operation_id="scheduleNotifications",
          operation_class=ApiOperation,
