@@ -56,7 +56,7 @@ test: $(VENV)/.installed-test chromium
 	@$(VENV)/bin/mypy kodosumi_timer/cron.py kodosumi_timer/cronfields.py kodosumi_timer/policy.py \
 	  kodosumi_timer/runs.py kodosumi_timer/reasons.py kodosumi_timer/store/due.py \
 	  kodosumi_timer/timer/pacing.py kodosumi_timer/forminputs.py kodosumi_timer/rules.py \
-	  kodosumi_timer/words
+	  kodosumi_timer/words kodosumi_timer/notify kodosumi_timer/store/notifications.py
 	@echo "== tests"
 	@$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 

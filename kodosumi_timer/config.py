@@ -53,6 +53,10 @@ class TimerSettings(BaseSettings):
     # seconds the timer waits for the panel's answer to a launch
     TIMER_LAUNCH_TIMEOUT: float = Field(30.0, gt=0)
 
+    # notifications (issue 12): URL prefixes, comma-separated, that deliveries may reach
+    # although they are private, loopback or link-local (e.g. http://127.0.0.1)
+    TIMER_NOTIFY_ALLOW: str = ""
+
     # the commands (issue 17): refuse kodosumi's default secret unless this is true; how
     # long a command waits for Ray, the store or the panel before it says it cannot reach
     # them; where `koco-timer login` keeps its tokens (default

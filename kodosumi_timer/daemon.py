@@ -20,6 +20,9 @@ from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
 from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
+from kodosumi_timer.notify import guard
+from kodosumi_timer.notify.delivery import Sender
+from kodosumi_timer.notify.loop import Notifier
 from kodosumi_timer.preflight import PreflightError, mask_url, probe_ray
 from kodosumi_timer.store import open_store
 from kodosumi_timer.system import PanelDiscovery, SystemSchedules
@@ -101,10 +104,20 @@ class TimerParts:
         self.system = SystemSchedules(
             self.store, s.TIMER_SCHEDULES, s.TIMER_USER, discovery=discovery, forms=forms,
             discover_every=s.TIMER_DISCOVERY_INTERVAL, check_every=s.TIMER_SCHEDULES_CHECK)
+        # notifications (issue 12): a loop of their own beside the timer, on the same store
+        self.notifier = Notifier(self.store, Sender(guard.allow_list(s.TIMER_NOTIFY_ALLOW)),
+                                 s.TIMER_PANEL_URL)
+        self.notifying = asyncio.get_running_loop().create_task(self.notifier.run())
         return Timer(self.store, self.launcher, self.roles, self.waker, timer_config(s),
                      clock=utcnow, on_stats=self.on_stats, system=self.system)
 
     async def __aexit__(self, *exc: object) -> None:
+        self.notifier.stop()
+        try:  # a delivery cut short is held by its lease and sent again by the next start
+            await asyncio.wait_for(self.notifying, 10)
+        except TimeoutError:
+            log.warning("the notifier did not stop within 10 s; cancelled")
+        await self.notifier.sender.close()
         await self.system.close()
         await self.launcher.close()
         await self.roles.close()

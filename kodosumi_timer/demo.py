@@ -114,6 +114,10 @@ def run_demo(data_dir: Path, panel_port: int = PANEL_PORT) -> None:
         os.environ.setdefault("KODO_TIMER_MAX_RUNNING", str(DEMO_MAX_RUNNING))
         click.echo(f"  at most {os.environ['KODO_TIMER_MAX_RUNNING']} scheduled executions "
                    "at once (KODO_TIMER_MAX_RUNNING)")
+        # notifications may go to a receiver on this machine (docs/NOTIFY.md)
+        os.environ.setdefault("KODO_TIMER_NOTIFY_ALLOW", "http://127.0.0.1")
+        click.echo(f"  notifications may reach {os.environ['KODO_TIMER_NOTIFY_ALLOW']} "
+                   "(KODO_TIMER_NOTIFY_ALLOW)")
         group = ProcessGroup(progress=_progress)
         temp_dir = short_temp_dir("kt-demo-")
         started = time.monotonic()

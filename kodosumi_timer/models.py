@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kodosumi_timer.notify.events import DEFAULT_EVENTS, EVENTS
+
 ScheduleType = Literal["once", "cron"]
 MAX_INPUTS_BYTES = 256 * 1024
 # the store keeps counts in 32-bit integer columns
@@ -49,6 +51,56 @@ class InputsProblem(BaseModel):
     detail: str
 
 
+NotifyEvent = Literal["error", "failed", "rejected", "unknown", "missed", "paused", "finished"]
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _known_events(value: Any) -> Any:
+    # checked here, on the whole list, so that an error names notify.events itself
+    if isinstance(value, list):
+        unknown = [v for v in value if v not in EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; events are {', '.join(EVENTS)}")
+        return list(dict.fromkeys(value))
+    return value
+
+
+class NotifySettings(BaseModel):
+    """Where and on what to be told about this schedule's runs (docs/NOTIFY.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        None, min_length=1, max_length=2000,
+        description="receives a signed POST of JSON per event; private, loopback and "
+                    "link-local addresses only if KODO_TIMER_NOTIFY_ALLOW lists them")
+    events: list[NotifyEvent] | None = Field(
+        None, min_length=1, max_length=7,
+        description="run statuses to be told of, and `paused` (the timer paused the "
+                    f"schedule); default: {', '.join(DEFAULT_EVENTS)}")
+    secret: str | None = Field(
+        None, max_length=128,
+        description="read-only: the HMAC-SHA256 key of X-Kodosumi-Signature, generated; "
+                    "shown in the create, update and rotate answers only; accepted when "
+                    "unchanged")
+
+    _url = field_validator("url")(_http_url)
+    _events = field_validator("events", mode="before")(_known_events)
+
+
+class NotifyResponse(BaseModel):
+    url: str
+    events: list[str]
+    secret: str | None = Field(
+        None, description="in the create, update and rotate answers only; GET and lists "
+                          "leave it out (rotate it when it is lost)")
+
+
 class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +124,7 @@ class ScheduleCreate(BaseModel):
     overlap: Literal["skip", "allow"] = "skip"
     end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    notify: NotifySettings | None = Field(None, description="notifications (docs/NOTIFY.md)")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
     _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
@@ -105,6 +158,8 @@ class ScheduleUpdate(BaseModel):
     overlap: Literal["skip", "allow"] | None = None
     end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    notify: NotifySettings | None = Field(
+        None, description="null: no notifications; PATCH merges it member by member")
     # what GET returns besides: the server's, never changed by a write
     id: str | None = Field(None, max_length=64, description=_READ_ONLY)
     owner: str | None = Field(None, max_length=64, description=_READ_ONLY)
@@ -205,9 +260,10 @@ class ScheduleResponse(BaseModel):
     notes: list[str] = Field(default_factory=list,
                              description="remarks on how the input was read (DST gaps)")
     inputs_problem: InputsProblem | None = Field(
-        default=None, description="only from GET of one schedule: set when the stored inputs no "
-        "longer fit the agent's current form (it changed since they were saved); its next "
-        "run would be rejected until the inputs are changed")
+        default=None, description="only from GET of one schedule: set when the stored inputs "
+        "no longer fit the agent's current form (it changed since they were saved); its "
+        "next run would be rejected until the inputs are changed")
+    notify: NotifyResponse | None = None
 
 
 class ScheduleList(BaseModel):
@@ -215,6 +271,18 @@ class ScheduleList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class DeliveryResponse(BaseModel):
+    id: int
+    run_id: int | None
+    event: str
+    status: str = Field(description="pending | delivered | failed")
+    attempts: int
+    next_at: datetime | None = Field(description="the next attempt, while pending")
+    last_error: str | None
+    created: datetime
+    delivered: datetime | None
 
 
 class RunResponse(BaseModel):
@@ -228,6 +296,22 @@ class RunResponse(BaseModel):
     fid: str | None
     reason: str | None
     finished_at: datetime | None
+    notifications: list[DeliveryResponse] = Field(
+        default_factory=list, description="the notifications sent of this run")
+
+
+class AttentionResponse(BaseModel):
+    failed: int = Field(description="your runs that ended error, failed, rejected or unknown "
+                                    "since `since`")
+    since: datetime = Field(description="when you last opened the Schedules page (or a day "
+                                        "ago, if never)")
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryResponse]
+    total: int
+    limit: int
+    offset: int
 
 
 class BackfillRequest(BaseModel):

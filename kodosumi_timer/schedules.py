@@ -16,6 +16,7 @@ from pydantic_core import to_jsonable_python
 from kodosumi_timer import cron, forminputs
 from kodosumi_timer.errors import InvalidInput
 from kodosumi_timer.models import ScheduleCreate, ScheduleResponse, ScheduleUpdate
+from kodosumi_timer.notify import settings as notify_settings
 from kodosumi_timer.store.repository import new_id
 from kodosumi_timer.store.tables import ScheduleRow
 
@@ -168,6 +169,7 @@ def to_response(row: ScheduleRow, notes: list[str] | None = None) -> ScheduleRes
         run_count=row.run_count, next_run=row.next_run, last_run=row.last_run,
         last_fid=row.last_fid, last_status=row.last_status, note=row.note,
         version=row.version, created=row.created, updated=row.updated, notes=notes or [],
+        notify=notify_settings.view(row),
     )
 
 

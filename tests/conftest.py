@@ -48,7 +48,8 @@ async def _reset_pg(url: str) -> None:
 
     engine = create_async_engine(url)
     async with engine.begin() as conn:
-        for table in ("schedule_change", "schedule_run", "schedule", "schedule_alembic_version"):
+        for table in ("schedule_change", "schedule_run", "schedule", "schedule_alembic_version",
+                      "notification", "notify_cursor", "schedule_seen"):
             await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     await engine.dispose()
 

@@ -32,10 +32,13 @@ from kodosumi_timer.errors import (
     TimerError,
 )
 from kodosumi_timer.models import (
+    AttentionResponse,
     BackfillRequest,
     BackfillResponse,
     ChangeList,
     ChangeResponse,
+    DeliveryList,
+    DeliveryResponse,
     ErrorBody,
     FieldChange,
     PreviewRequest,
@@ -50,6 +53,9 @@ from kodosumi_timer.models import (
     ScheduleResponse,
     ScheduleUpdate,
 )
+from kodosumi_timer.notify import guard
+from kodosumi_timer.notify import settings as notify_settings
+from kodosumi_timer.notify.signing import new_secret
 from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
 from kodosumi_timer.rules import rule_of
 from kodosumi_timer.schedules import (
@@ -65,7 +71,7 @@ from kodosumi_timer.schedules import (
 )
 from kodosumi_timer.store import RunRow, ScheduleRow
 from kodosumi_timer.store.repository import ScheduleFilter
-from kodosumi_timer.store.tables import ChangeRow
+from kodosumi_timer.store.tables import ChangeRow, NotificationRow
 
 
 def _spec(description: str) -> ResponseSpec:
@@ -325,9 +331,11 @@ class ScheduleController(Controller):
                 f"you have {services.settings.TIMER_MAX_SCHEDULES} schedules, the most allowed")
         now = services.clock()
         row, notes = await build_schedule(data, owner, now, services.flows)
+        for key, value in notify_settings.values(None, data.notify, _allow(services)).items():
+            setattr(row, key, value)
         await services.store.add_schedule_logged(row, _change(row, owner, "create", now))
         services.wake()
-        return _answer(row, notes, status_code=201)
+        return _answer(row, notes, status_code=201, secret=True)
 
     @get("/", summary="List schedules", responses=COMMON, operation_id="listSchedules",
          operation_class=ApiOperation,
@@ -406,6 +414,18 @@ class ScheduleController(Controller):
                 times=[PreviewTime(utc=instant, local=local, dst_note=note)])
         raise InvalidInput("give either cron_expression or run_at (or text)",
                            field="cron_expression")
+
+    @get("/attention", summary="Your failed runs since you last looked", responses=COMMON,
+         operation_id="scheduleAttention", operation_class=ApiOperation,
+         description="How many of your runs ended error, failed, rejected or unknown since "
+                     "you last opened the Schedules page (the count in the navigation).")
+    async def attention(self, request: Request[Any, Any, Any], state: State
+                        ) -> AttentionResponse:
+        services = services_from(state)
+        me = caller(request)
+        since = await services.store.seen_at(me) or services.clock() - UNSEEN_FOR
+        return AttentionResponse(failed=await services.store.failed_since(me, since),
+                                 since=since)
 
     @get("/{schedule_id:str}", summary="Get a schedule", responses=ONE,
          operation_id="getSchedule", operation_class=ScheduleOperation, response_headers=[ETAG])
@@ -547,8 +567,12 @@ class ScheduleController(Controller):
                    offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0) -> RunList:
         services = services_from(state)
         rows, total = await services.store.runs(_row(request).id, limit, offset)
-        return RunList(items=[run_response(r) for r in rows], total=total, limit=limit,
-                       offset=offset)
+        sent, _ = await services.store.notifications(_row(request).id, [r.id for r in rows],
+                                                     limit=7 * len(rows) or 1)
+        items = [run_response(r) for r in rows]
+        for item in items:
+            item.notifications = [delivery_response(n) for n in sent if n.run_id == item.id]
+        return RunList(items=items, total=total, limit=limit, offset=offset)
 
     @get("/{schedule_id:str}/changes", summary="Change log of a schedule", responses=NOT_FOUND,
          operation_id="scheduleChanges", operation_class=ApiOperation,
@@ -563,6 +587,54 @@ class ScheduleController(Controller):
         rows, total = await services.store.changes(_row(request).id, limit, offset)
         return ChangeList(items=[change_response(c) for c in rows], total=total, limit=limit,
                           offset=offset)
+
+    @get("/{schedule_id:str}/notifications", summary="Notifications of a schedule",
+         responses=NOT_FOUND, operation_id="scheduleNotifications",
+         operation_class=ApiOperation,
+         description="The notifications sent (or being sent) of this schedule's runs, with "
+                     "their outcome, newest first (docs/NOTIFY.md).")
+    async def notifications(self, request: Request[Any, Any, Any], state: State,
+                            schedule_id: FromPath[str],
+                            limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+                            offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0
+                            ) -> DeliveryList:
+        services = services_from(state)
+        rows, total = await services.store.notifications(_row(request).id, None, limit, offset)
+        return DeliveryList(items=[delivery_response(n) for n in rows], total=total,
+                            limit=limit, offset=offset)
+
+    @post("/{schedule_id:str}/notify/rotate", summary="Make a new notification secret",
+          status_code=200, operation_id="rotateNotifySecret",
+          operation_class=ScheduleOperation, response_headers=[ETAG], responses=ACT,
+          description="A new `notify.secret`, in the answer (and only there); deliveries "
+                      "are signed with it from now on, retries included. 409 when the "
+                      "schedule has no `notify`. Only the owner.")
+    async def rotate_notify_secret(self, request: Request[Any, Any, Any], state: State,
+                                   schedule_id: FromPath[str]) -> Response[ScheduleResponse]:
+        services = services_from(state)
+        row = _row(request)
+        _not_system(row, "edited")
+        if row.owner != caller(request):
+            raise Forbidden("only the owner rotates the notification secret")
+        if not row.notify_url:
+            raise Conflict(f"schedule {row.id} has no notify; set one with PUT or PATCH",
+                           field="notify")
+        values = {"notify_secret": new_secret(), "updated": services.clock()}
+        return _answer(await _apply(services, request, row, values, "edit"), secret=True)
+
+
+# a user who never opened the Schedules page is told of the failures of the last day
+UNSEEN_FOR = timedelta(days=1)
+
+
+def delivery_response(n: NotificationRow) -> DeliveryResponse:
+    return DeliveryResponse(id=n.id, run_id=n.run_id, event=n.event, status=n.status,
+                            attempts=n.attempts, next_at=n.next_at, last_error=n.last_error,
+                            created=n.created, delivered=n.delivered)
+
+
+def _allow(services: PanelServices) -> list[str]:
+    return guard.allow_list(services.settings.TIMER_NOTIFY_ALLOW)
 
 
 def run_response(run: RunRow) -> RunResponse:
@@ -586,9 +658,11 @@ def etag(row: ScheduleRow) -> str:
 
 
 def _answer(row: ScheduleRow, notes: list[str] | None = None,
-            status_code: int = 200) -> Response[ScheduleResponse]:
-    return Response(to_response(row, notes), status_code=status_code,
-                    headers={"ETag": etag(row)})
+            status_code: int = 200, secret: bool = False) -> Response[ScheduleResponse]:
+    body = to_response(row, notes)
+    if secret:  # the create, update and rotate answers show notify.secret
+        body.notify = notify_settings.view(row, with_secret=True)
+    return Response(body, status_code=status_code, headers={"ETag": etag(row)})
 
 
 def _row(request: Request[Any, Any, Any]) -> ScheduleRow:
@@ -598,8 +672,10 @@ def _row(request: Request[Any, Any, Any]) -> ScheduleRow:
 
 def _change(row: ScheduleRow, actor: str, action: str, now: Any,
             fields: dict[str, list[Any]] | None = None) -> ChangeRow:
-    return ChangeRow(schedule_id=row.id, at=now, actor=actor, action=action,
-                     fields=fields or {})
+    fields = dict(fields or {})
+    if "notify_secret" in fields:  # never in the log: that it changed is enough
+        fields["notify_secret"] = ["…", "(new)"]
+    return ChangeRow(schedule_id=row.id, at=now, actor=actor, action=action, fields=fields)
 
 
 def _preconditions(row: ScheduleRow, version: int | None, if_match: str | None) -> None:
@@ -626,21 +702,25 @@ async def _write(services: PanelServices, request: Request[Any, Any, Any],
     for _ in range(3):
         _preconditions(row, data.version, if_match)
         changes = requested_changes(row, data, merge=merge)
-        theirs = [key for key in changes if key in OWNER_ONLY]
+        notify = notify_settings.values(row, data.notify, _allow(services)) \
+            if "notify" in data.model_fields_set else {}
+        theirs = [key for key in changes if key in OWNER_ONLY] + (["notify"] if notify else [])
         if theirs and row.owner != me:
             raise Forbidden(
                 f"only the owner changes what runs as them ({', '.join(theirs)}); operators "
                 "may change the title and name, pause, resume, trigger and delete",
                 field=theirs[0])
-        if not changes:
-            return _answer(row)  # nothing to change: no new version, nothing to log
+        if not changes and not notify:
+            # nothing to change: no new version, nothing to log
+            return _answer(row, secret=row.owner == me)
         now = services.clock()
         values, notes = await plan_update(row, changes, now, services.flows)
+        values.update(notify)
         change = _change(row, me, "edit", now, changed_fields(row, values))
         updated = await services.store.update_logged(row.id, row.version, values, change)
         if updated is not None:
             services.wake()
-            return _answer(updated, notes)
+            return _answer(updated, notes, secret=row.owner == me)
         # changed meanwhile: a conditional write is refused above on the next round,
         # an unconditional one is planned again on the current row
         fresh = await services.store.get_schedule(row.id)

@@ -214,6 +214,8 @@ class SchedulePages(Controller):
                         everyone: bool = False, page: int = 1) -> Template:
         services = services_from(state)
         viewer = await _viewer(request, services)
+        # the failed runs the navigation counts are seen from now on
+        await services.store.mark_seen(viewer.role_id, services.clock())
         show = show if show in SHOW else "all"
         everyone = everyone and viewer.operator
         text = (q or "").strip()[:200] or None

@@ -101,6 +101,12 @@ class ScheduleRow(Base):
     hook_hash: Mapped[str | None] = mapped_column(String(64))
     hook_inputs: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
                                               server_default=false())
+    # notifications (migration 0006): where to POST, on which events (stored as
+    # ",error,failed," so that the store can match a run's status with LIKE), and the
+    # secret deliveries are signed with; all NULL when the schedule notifies nobody
+    notify_url: Mapped[str | None] = mapped_column(String(2000))
+    notify_events: Mapped[str | None] = mapped_column(String(200))
+    notify_secret: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ix_schedule_owner", "owner"),
@@ -137,6 +143,8 @@ class RunRow(Base):
         UniqueConstraint("schedule_id", "slot", "attempt", name="uq_run_slot_attempt"),
         Index("ix_run_schedule", "schedule_id", "slot"),
         Index("ix_run_status", "status"),
+        # the notifier reads the runs that ended recently (migration 0006)
+        Index("ix_run_finished", "finished_at"),
     )
 
 
@@ -156,3 +164,55 @@ class ChangeRow(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
     __table_args__ = (Index("ix_change_schedule", "schedule_id", "id"),)
+
+
+class NotificationRow(Base):
+    """One delivery of a schedule's notification (migration 0006): the outbox the
+    notifier reads; deleted with the schedule by the notifier."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    # error | failed | rejected | unknown | missed | paused | finished
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    # pending | delivered | failed
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # when the next attempt is due; a delivery in hand holds it a lease ahead
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # the JSON body, fixed when it is queued: every attempt sends the very same bytes
+    # (signed with the schedule's secret at the time of sending)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    delivered: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # a run's event is queued once, however often (and by how many notifiers) it is seen
+        UniqueConstraint("run_id", "event", name="uq_notification_run_event"),
+        # the work: pending deliveries by due time
+        Index("ix_notification_due", "status", "next_at"),
+        Index("ix_notification_schedule", "schedule_id", "run_id"),
+    )
+
+
+class NotifyCursorRow(Base):
+    """How far the notifier has read the runs that ended (migration 0006), so that a
+    restart goes on where it left off."""
+
+    __tablename__ = "notify_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SeenRow(Base):
+    """When a user last looked at their schedules (migration 0005): the panel counts
+    their failed runs since then in the navigation."""
+
+    __tablename__ = "schedule_seen"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
