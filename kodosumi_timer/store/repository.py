@@ -715,14 +715,18 @@ class Store(SystemRows, NotificationStore):
         run_rows, schedule_rows = [], []
         for c in changes:
             done = c.status not in ACTIVE_RUN_STATES
-            run_rows.append({"b_id": c.run.id, "b_status": c.status,
+            run_rows.append({"b_id": c.run.id, "b_fid": c.run.fid, "b_status": c.status,
                              "b_reason": c.reason if c.reason is not None else c.run.reason,
                              "b_finished": c.at if done else c.run.finished_at})
             schedule_rows.append({"b_schedule": c.run.schedule_id, "b_fid": c.run.fid,
                                   "b_status": c.status})
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(RUNS).where(RUNS.c.id == bindparam("b_id")).values(
+                # the same run, not just its id: SQLite gives a deleted run's id to the
+                # next row, and a follow round may hold the deleted one (seen in CI: a
+                # skipped slot turned "running" for ever)
+                update(RUNS).where(RUNS.c.id == bindparam("b_id"),
+                                   RUNS.c.fid == bindparam("b_fid")).values(
                     status=bindparam("b_status"), reason=bindparam("b_reason"),
                     finished_at=bindparam("b_finished")), run_rows)
             await conn.execute(

@@ -138,7 +138,8 @@ class Follower:
 
     async def _status(self, run: RunRow) -> str | None:
         """kodosumi's status of the run's execution; None: kodosumi does not know it;
-        UNANSWERED: kodosumi could not be asked."""
+        HUNG: the request was taken but not answered in time; UNANSWERED: kodosumi could
+        not be asked."""
         assert run.fid is not None
         try:
             async with self._requests:

@@ -90,6 +90,11 @@ def test_catch_up_once_then_two_timers_never_double_fire(stack, stack_group, new
             "cron_expression": "* * * * *", "inputs": {"message": f"pair {i}"},
             "overlap": "allow"}).json() for i in range(8)]
         wait_minute_boundaries(1)
+        # every slot claimed so far is sent and its result recorded (a launch still
+        # being sent has no fid yet, though kodosumi may already show its execution)
+        poll(lambda: all(r["status"] not in ("queued", "launching")
+                         for s in [catchup, *more] for r in runs(user, s["id"])),
+             90, "the claimed slots recorded")
     finally:
         second.stop_all()
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -292,6 +292,26 @@ async def test_a_schedule_pauses_after_its_failures_in_a_row(store):
     assert (await ends(second, "timed_out")).state == "paused"
 
 
+async def test_a_followed_run_that_was_deleted_never_changes_the_row_that_took_its_id(store):
+    from kodosumi_timer.store.repository import ClaimRequest
+
+    gone = await store.add_schedule(schedule())
+    [claim] = await store.claim_many([ClaimRequest(gone, T0, None, "ran once")], T0, "t",
+                                     T0 + LEASE)
+    await store.start_sending("t", [claim.run.id], T0, T0 + LEASE)
+    await store.record_launches([LaunchResult(claim.run, "launched", T0, "f-gone")], "t")
+    [followed] = await store.active_runs()
+    assert await store.delete_schedule_logged(gone.id)
+    other = await store.add_schedule(schedule())
+    await store.skip_slots(await store.get_schedule(other.id), [(T0, "skipped", "why")],
+                           T0, None, end_note="done")
+    await store.finish_runs([RunChange(followed, "running", T0)])  # a stale follow round
+    [run], _ = await store.runs(other.id)
+    if store.dialect == "sqlite":
+        assert run.id == followed.id  # SQLite gave the deleted run's id to the new row
+    assert (run.status, run.fid) == ("skipped", None)
+
+
 async def test_count_due_before_includes_overdue(store):
     await store.add_schedule(schedule(next_run=T0 - timedelta(days=400)))
     await store.add_schedule(schedule(next_run=T0 + timedelta(minutes=30)))

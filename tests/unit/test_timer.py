@@ -411,7 +411,10 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
             launched_at.append(clock())
             return await super().launch(flow_url, owner, inputs, **kw)
 
+    looked = asyncio.Event()
+
     async def sleep(seconds: float) -> None:  # the injected clock moves, nothing waits
+        await looked.wait()  # (once the test has seen the run queued)
         clock.advance(seconds=seconds)
 
     timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
@@ -419,6 +422,7 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     assert await timer.fire_due() == 1
     runs, _ = await store.runs(row.id)
     assert [r.status for r in runs] == ["queued"]  # claimed before the slot
+    looked.set()
     await timer.drain()
     assert launched_at == [slot]
     runs, _ = await store.runs(row.id)
