@@ -614,7 +614,8 @@ class Store(SystemRows, NotificationStore):
         for r in results:
             # a run that was never sent (skipped, missed at its last check) has no fired_at
             fired = None if r.status in ("skipped", "missed") else r.at
-            run_rows.append({"b_id": r.run.id, "b_status": r.status, "b_fid": r.fid,
+            run_rows.append({"b_id": r.run.id, "b_of": r.run.schedule_id,
+                             "b_status": r.status, "b_fid": r.fid,
                              "b_reason": r.reason, "b_fired": fired,
                              "b_finished": None if r.status in ACTIVE_RUN_STATES else r.at})
             schedule_rows.append({"b_schedule": r.run.schedule_id, "b_fid": r.fid,
@@ -627,7 +628,9 @@ class Store(SystemRows, NotificationStore):
         async with self.engine.begin() as conn:
             await conn.execute(
                 # (no IN list: executemany takes no expanding parameters)
+                # (its schedule too: SQLite gives a deleted run's id to the next row)
                 update(RUNS).where(RUNS.c.id == bindparam("b_id"),
+                                   RUNS.c.schedule_id == bindparam("b_of"),
                                    RUNS.c.timer_id == timer_id,
                                    or_(RUNS.c.status == "queued",
                                        RUNS.c.status == "launching")).values(
