@@ -311,7 +311,7 @@ class PanelLauncher:
     async def _candidates(self, items: list[tuple[dict[str, Any], InputsVerdict]], owner: str,
                           flow_url: str) -> list[Candidate]:
         """The timeline does not say which flow an execution ran: its status does."""
-        bodies = await asyncio.gather(*(self._status_body(item["fid"], owner)
+        bodies = await asyncio.gather(*(self._status_body_or_none(item["fid"], owner)
                                         for item, _ in items))
         return [Candidate(item["fid"], fid_time(item["fid"]) or 0,
                           None if body is None else same_app(body.get("app_url"), flow_url),
@@ -354,20 +354,8 @@ class PanelLauncher:
             raise Unanswered(f"{path}: {exc.__class__.__name__}") from exc
 
     async def _status_body(self, fid: str, owner: str) -> dict[str, Any] | None:
-        try:
-            async with self.session().get(f"{self.base}/outputs/status/{fid}",
-                                          headers=self._headers(owner)) as response:
-                if response.status != 200:
-                    return None
-                body = await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError):
-            return None
-        return body if isinstance(body, dict) else None
-
-    async def status(self, fid: str, owner: str) -> str | None:
-        """The execution's kodosumi status; None when kodosumi answers that it does not
-        know it (404). Raises ``Unanswered`` when it cannot be asked (no answer, 5xx, an
-        answer without a status): that says nothing about the execution."""
+        """kodosumi's status answer for an execution; None when it does not know it
+        (404). Raises ``Unanswered`` as ``status`` says."""
         try:
             async with self.session().get(f"{self.base}/outputs/status/{fid}",
                                           headers=self._headers(owner)) as response:
@@ -382,7 +370,25 @@ class PanelLauncher:
             raise NoAnswerInTime(f"no answer within {self.timeout:g} s") from exc
         except (aiohttp.ClientError, ValueError) as exc:
             raise Unanswered(exc.__class__.__name__) from exc
-        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise Unanswered("an answer that is not an object")
+        return body
+
+    async def _status_body_or_none(self, fid: str, owner: str) -> dict[str, Any] | None:
+        """The status answer, None for any failure (a candidate whose flow is unread)."""
+        try:
+            return await self._status_body(fid, owner)
+        except Unanswered:
+            return None
+
+    async def status(self, fid: str, owner: str) -> str | None:
+        """The execution's kodosumi status; None when kodosumi answers that it does not
+        know it (404). Raises ``Unanswered`` when it cannot be asked (no answer, 5xx, an
+        answer without a status): that says nothing about the execution."""
+        body = await self._status_body(fid, owner)
+        if body is None:
+            return None
+        status = body.get("status")
         if not isinstance(status, str):
             raise Unanswered("an answer without a status")
         return status

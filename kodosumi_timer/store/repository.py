@@ -646,8 +646,9 @@ class Store(SystemRows, NotificationStore):
                     last_status=bindparam("b_status"), updated=bindparam("b_at"),
                     failures_in_row=_FAILURES_AFTER),
                 schedule_rows)
-            await self._pause_failing(conn, {r.run.schedule_id for r in results},
-                                      max(r.at for r in results))
+            await self._pause_failing(
+                conn, {r.run.schedule_id for r in results if r.status in FAILING},
+                max(r.at for r in results))
             released = await self._release_buffered(
                 conn, {r.run.schedule_id for r in results if r.status not in ACTIVE})
         for r in results:
@@ -696,6 +697,8 @@ class Store(SystemRows, NotificationStore):
                              now: datetime) -> None:
         """Pause the schedules among these whose last runs failed ``pause_after_failures``
         times in a row (issue 13), with a note saying so."""
+        if not schedule_ids:
+            return
         failing = (await conn.execute(
             select(SCHEDULES.c.id, SCHEDULES.c.failures_in_row).where(
                 SCHEDULES.c.id.in_(schedule_ids), SCHEDULES.c.state == "active",
@@ -738,11 +741,16 @@ class Store(SystemRows, NotificationStore):
                     or_(SCHEDULES.c.last_fid == bindparam("b_fid"),
                         SCHEDULES.c.last_fid.is_(None))).values(
                     last_status=bindparam("b_status")), schedule_rows)
-            await conn.execute(
-                update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
-                    failures_in_row=_FAILURES_AFTER), schedule_rows)
-            await self._pause_failing(conn, {c.run.schedule_id for c in changes},
-                                      max(c.at for c in changes))
+            # only an end counts (a run now running changes nothing in a row)
+            counted = [row for row in schedule_rows
+                       if row["b_status"] in FAILING or row["b_status"] == RunStatus.FINISHED]
+            if counted:
+                await conn.execute(
+                    update(SCHEDULES).where(SCHEDULES.c.id == bindparam("b_schedule")).values(
+                        failures_in_row=_FAILURES_AFTER), counted)
+            await self._pause_failing(
+                conn, {c.run.schedule_id for c in changes if c.status in FAILING},
+                max(c.at for c in changes))
             return await self._release_buffered(
                 conn, {c.run.schedule_id for c in changes if c.status not in ACTIVE})
 

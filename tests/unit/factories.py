@@ -64,8 +64,11 @@ class FakeLauncher:
     """Records launches; answers from a script of outcomes (default: launched), and
     from a script of reconcile answers (default: kodosumi shows none)."""
 
-    def __init__(self, *outcomes: LaunchOutcome, found: tuple[Reconciled, ...] = ()):
+    def __init__(self, *outcomes: LaunchOutcome, found: tuple[Reconciled, ...] = (),
+                 clock: Clock | None = None):
         self.outcomes = list(outcomes)
+        self.clock = clock
+        self.sent_at: list[datetime] = []  # the clock's time of each launch (with a clock)
         self.found = list(found)
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.markers: list[str] = []
@@ -83,6 +86,8 @@ class FakeLauncher:
                      marker: str) -> LaunchOutcome:
         self.calls.append((flow_url, owner, inputs))
         self.markers.append(marker)
+        if self.clock is not None:
+            self.sent_at.append(self.clock())
         if self.outcomes:
             return self.outcomes.pop(0)
         return LaunchOutcome("launched", fid=f"fid-{len(self.calls)}")

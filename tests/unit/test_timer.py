@@ -404,12 +404,7 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    launched_at = []
-
-    class Recording(FakeLauncher):
-        async def launch(self, flow_url, owner, inputs, **kw):  # type: ignore[no-untyped-def]
-            launched_at.append(clock())
-            return await super().launch(flow_url, owner, inputs, **kw)
+    launcher = FakeLauncher(clock=clock)
 
     looked = asyncio.Event()
 
@@ -417,14 +412,14 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
         await looked.wait()  # (once the test has seen the run queued)
         clock.advance(seconds=seconds)
 
-    timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
+    timer = make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep)
     assert await timer.seconds_to_next() == 0.0  # wake claim_ahead before the slot
     assert await timer.fire_due() == 1
     runs, _ = await store.runs(row.id)
     assert [r.status for r in runs] == ["queued"]  # claimed before the slot
     looked.set()
     await timer.drain()
-    assert launched_at == [slot]
+    assert launcher.sent_at == [slot]
     runs, _ = await store.runs(row.id)
     assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
 
@@ -454,22 +449,17 @@ async def test_jitter_sends_each_slot_at_its_own_offset_and_late_is_counted_from
     row = await store.add_schedule(schedule(next_run=slot, jitter=120, catchup="skip",
                                             catchup_window=5))
     clock = Clock(T0)
-    launched_at = []
-
-    class Recording(FakeLauncher):
-        async def launch(self, flow_url, owner, inputs, **kw):  # type: ignore[no-untyped-def]
-            launched_at.append(clock())
-            return await super().launch(flow_url, owner, inputs, **kw)
+    launcher = FakeLauncher(clock=clock)
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds=seconds)
 
-    timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
+    timer = make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep)
     await timer.fire_due()
     await timer.drain()
     offset = jitter_offset(row.id, slot, 120)
     assert offset > timedelta(seconds=5)  # (this id's offset: beyond the catch-up window)
-    assert launched_at == [slot + offset]  # sent then, not missed for being "late"
+    assert launcher.sent_at == [slot + offset]  # sent then, not missed for being "late"
     runs, _ = await store.runs(row.id)
     assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
 
@@ -488,21 +478,16 @@ async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(sto
     slot = T0 + timedelta(seconds=0.8)
     await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    launched_at = []
+    launcher = FakeLauncher(clock=clock)
     steps = iter([-5.0])  # the first sleep ends with the clock 5 s earlier
-
-    class Recording(FakeLauncher):
-        async def launch(self, flow_url, owner, inputs, **kw):  # type: ignore[no-untyped-def]
-            launched_at.append(clock())
-            return await super().launch(flow_url, owner, inputs, **kw)
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds=next(steps, seconds))
 
-    timer = make_timer(store, Recording(), clock=clock, claim_ahead=1.0, sleep=sleep)
+    timer = make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep)
     assert await timer.fire_due() == 1
     await timer.drain()
-    assert launched_at == [slot]
+    assert launcher.sent_at == [slot]
 
 
 def _claimed_ahead(store, clock):
