@@ -2,14 +2,18 @@
 
 import json
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kodosumi_timer.notify.events import DEFAULT_EVENTS, EVENTS
+from kodosumi_timer.rules import MAX_EVERY, MAX_JITTER, MIN_EVERY, parse_every
 
-ScheduleType = Literal["once", "cron"]
+ScheduleType = Literal["once", "cron", "interval"]
+Overlap = Literal["skip", "allow", "buffer_one", "replace"]
+MAX_EXCLUDE_DATES = 1000
+MAX_PAUSE_AFTER = 1000
 MAX_INPUTS_BYTES = 256 * 1024
 # the store keeps counts in 32-bit integer columns
 MAX_RUNS = 2**31 - 1
@@ -36,6 +40,30 @@ def _iso_text(value: Any) -> Any:
     if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
         raise ValueError("must be an ISO 8601 date-time string, e.g. 2027-01-04T09:00:00")
     return value
+
+
+# what the OpenAPI says of `every`: seconds, or a duration in d/h/m/s
+EVERY_SCHEMA: dict[str, Any] = {"one_of": [
+    {"type": "integer", "minimum": MIN_EVERY, "maximum": MAX_EVERY},
+    {"type": "string", "pattern": r"^\s*(\d+\s*[dhmsDHMS]?\s*)+$",
+     "examples": ["90m", "2h", "1d", "1h30m", "90s"]},
+    {"type": "null"}]}
+EVERY_DOC = (f"interval: seconds or a duration (\"90s\", \"15m\", \"2h\", \"1d\", "
+             f"\"1h30m\"), at least {MIN_EVERY} s; answered as the largest unit that "
+             "divides (\"90m\")")
+ANCHOR_DOC = ("interval: the first slot; slots are anchor + k·every in elapsed time, "
+              "unaffected by DST; default: when the schedule is saved (its first run is "
+              "then one interval later)")
+OVERLAP_DOC = ("when a slot comes while this schedule's previous execution still runs: "
+               "`skip` it, `allow` both, `buffer_one` (start it as soon as the running one "
+               "ends; at most one waits), `replace` (end the running one through kodosumi, "
+               "then start)")
+
+
+def _every(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return None if value is None else parse_every(value)
 
 
 def _bounded_inputs(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -101,12 +129,32 @@ class NotifyResponse(BaseModel):
                           "leave it out (rotate it when it is lost)")
 
 
+class DstPolicySettings(BaseModel):
+    """What a cron schedule does at DST changes; a member left out (null) keeps Debian
+    cron's choice for the expression (fixed times: shift, once; wildcards: skip, twice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gap: Literal["shift", "skip"] | None = Field(
+        None, description="a wall time the clock skips in spring: run when the gap ends "
+                          "(`shift`) or not that day (`skip`)")
+    repeat: Literal["once", "twice"] | None = Field(
+        None, description="a wall time the clock shows twice in autumn: run at the first "
+                          "(`once`) or at both (`twice`)")
+
+
 class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     flow_url: str = Field(min_length=1, max_length=1000,
                           description="the flow's panel URL, e.g. /-/localhost/8001/hello/-/")
-    schedule_type: ScheduleType
+    schedule_type: ScheduleType | None = Field(
+        None, description="required unless `text` gives the rule")
+    text: str | None = Field(
+        None, max_length=200, examples=["every weekday at 9am"],
+        description="the rule in words instead of schedule_type and its fields (see "
+                    "POST /schedule/preview): it sets schedule_type, cron_expression, "
+                    "run_at, every and anchor")
     expose_name: str | None = Field(None, max_length=200,
                                     description="defaults to the flow's summary")
     title: str | None = Field(None, max_length=200)
@@ -121,13 +169,37 @@ class ScheduleCreate(BaseModel):
         60, ge=1, le=366 * 86400,
         description="seconds a slot may be late and still run on time; later, it is "
         "missed (catchup=skip) or runs once (catchup=once)")
-    overlap: Literal["skip", "allow"] = "skip"
+    overlap: Overlap = Field("skip", description=OVERLAP_DOC)
     end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    every: int | None = Field(None, description=EVERY_DOC, json_schema_extra=EVERY_SCHEMA)
+    anchor: datetime | None = Field(None, description=ANCHOR_DOC,
+                                    json_schema_extra=WALL_TIME_SCHEMA)
+    exclude_dates: list[date] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE_DATES,
+        description="dates (in `timezone`) on which no slot runs, e.g. holidays")
+    dst_policy: DstPolicySettings | None = Field(
+        None, description="cron: what happens at DST changes; default: Debian cron's rules")
+    jitter: int | None = Field(
+        None, ge=0, le=MAX_JITTER,
+        description="seconds: each slot is sent at slot + an offset in [0, jitter), the "
+                    "same for the same slot every time (previews show it)")
+    timeout: int | None = Field(
+        None, ge=1, le=MAX_EVERY,
+        description="seconds: an execution still running this long after its launch is "
+                    "ended through kodosumi and recorded `timed_out`")
+    pause_after_failures: int | None = Field(
+        None, ge=1, le=MAX_PAUSE_AFTER,
+        description="pause the schedule after this many runs in a row ended error, "
+                    "failed, rejected or timed_out")
+    hook_inputs: bool = Field(
+        False, description="a POST to the trigger URL may send {\"inputs\": {...}}, merged "
+                           "over the stored inputs and checked like them")
     notify: NotifySettings | None = Field(None, description="notifications (docs/NOTIFY.md)")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
-    _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
+    _iso = field_validator("run_at", "end_at", "anchor", mode="before")(_iso_text)
+    _every = field_validator("every", mode="before")(_every)
 
 
 _READ_ONLY = "read-only: accepted when equal to the current value, refused (422) when not"
@@ -146,6 +218,9 @@ class ScheduleUpdate(BaseModel):
         "(or send it as If-Match); without it the write goes through")
     flow_url: str | None = Field(None, min_length=1, max_length=1000)
     schedule_type: ScheduleType | None = None
+    text: str | None = Field(
+        None, max_length=200, description="the rule in words: sets schedule_type, "
+        "cron_expression, run_at, every and anchor (never returned)")
     expose_name: str | None = Field(None, max_length=200,
                                     description="null: the flow's summary again")
     title: str | None = Field(None, max_length=200)
@@ -155,9 +230,20 @@ class ScheduleUpdate(BaseModel):
     inputs: dict[str, Any] | None = None
     catchup: Literal["once", "skip"] | None = None
     catchup_window: int | None = Field(None, ge=1, le=366 * 86400)
-    overlap: Literal["skip", "allow"] | None = None
+    overlap: Overlap | None = Field(None, description="null: skip")
     end_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    every: int | None = Field(None, description=EVERY_DOC, json_schema_extra=EVERY_SCHEMA)
+    anchor: datetime | None = Field(None, description=ANCHOR_DOC + "; null: now",
+                                    json_schema_extra=WALL_TIME_SCHEMA)
+    exclude_dates: list[date] | None = Field(None, max_length=MAX_EXCLUDE_DATES,
+                                             description="null: none")
+    dst_policy: DstPolicySettings | None = Field(None, description="null: Debian cron's")
+    jitter: int | None = Field(None, ge=0, le=MAX_JITTER, description="null: none")
+    timeout: int | None = Field(None, ge=1, le=MAX_EVERY, description="null: none")
+    pause_after_failures: int | None = Field(None, ge=1, le=MAX_PAUSE_AFTER,
+                                             description="null: never pause")
+    hook_inputs: bool | None = Field(None, description="null: false")
     notify: NotifySettings | None = Field(
         None, description="null: no notifications; PATCH merges it member by member")
     # what GET returns besides: the server's, never changed by a write
@@ -175,12 +261,16 @@ class ScheduleUpdate(BaseModel):
     last_status: str | None = Field(None, description=_MOVED_BY_TIMER)
     note: str | None = Field(None, description=_MOVED_BY_TIMER)
     updated: datetime | None = Field(None, description=_MOVED_BY_TIMER)
+    failures_in_row: int | None = Field(None, description=_MOVED_BY_TIMER)
+    hook: bool | None = Field(None, description="ignored: POST and DELETE "
+                                                "/schedule/{id}/hook change it")
     notes: list[str] | None = Field(None, description="ignored: remarks on an earlier answer")
     inputs_problem: InputsProblem | None = Field(
         None, description="ignored: what GET found wrong with the stored inputs")
 
     _inputs_size = field_validator("inputs")(_bounded_inputs)
-    _iso = field_validator("run_at", "end_at", mode="before")(_iso_text)
+    _iso = field_validator("run_at", "end_at", "anchor", mode="before")(_iso_text)
+    _every = field_validator("every", mode="before")(_every)
 
 
 class SchedulePatch(ScheduleUpdate):
@@ -194,20 +284,35 @@ class PreviewRequest(BaseModel):
 
     cron_expression: str | None = Field(None, max_length=1000)
     run_at: datetime | None = Field(None, json_schema_extra=WALL_TIME_SCHEMA)
+    every: int | None = Field(None, description=EVERY_DOC, json_schema_extra=EVERY_SCHEMA)
+    anchor: datetime | None = Field(None, description=ANCHOR_DOC + " (here: now)",
+                                    json_schema_extra=WALL_TIME_SCHEMA)
     text: str | None = Field(
         None, max_length=200, examples=["every weekday at 9am"],
-        description="the rule in words, instead of cron_expression or run_at: e.g. "
+        description="the rule in words, instead of cron_expression, run_at or every: e.g. "
         "\"every 15 minutes\", \"first Monday of the month at 08:30\", \"tomorrow at 9\"")
     timezone: str = Field("UTC", max_length=64)
+    exclude_dates: list[date] = Field(default_factory=list, max_length=MAX_EXCLUDE_DATES,
+                                      description="shown as skipped slots")
+    dst_policy: DstPolicySettings | None = None
+    jitter: int | None = Field(None, ge=0, le=MAX_JITTER,
+                               description="each time's `send_at` shows its offset")
+    schedule_id: str | None = Field(
+        None, max_length=64, description="the schedule whose jitter offsets to show (they "
+        "depend on the schedule); without it they are an example")
     count: int = Field(5, ge=1, le=100)
 
-    _iso = field_validator("run_at", mode="before")(_iso_text)
+    _iso = field_validator("run_at", "anchor", mode="before")(_iso_text)
+    _every = field_validator("every", mode="before")(_every)
 
 
 class PreviewTime(BaseModel):
     utc: datetime
     local: datetime
     dst_note: str | None = None
+    send_at: datetime | None = Field(None, description="with jitter: when it is sent")
+    skipped: str | None = Field(None, description="why this slot does not run "
+                                                  "(\"excluded date\")")
 
 
 class PreviewRule(BaseModel):
@@ -227,6 +332,9 @@ class PreviewResponse(BaseModel):
     times: list[PreviewTime]
     rule: PreviewRule | None = Field(default=None,
                                      description="with `text`: the rule it was read as")
+    dst_effects: list[str] = Field(
+        default_factory=list, description="cron: what each DST choice (dst_policy) does at "
+        "the zone's next gap and repeat, where it makes a difference to this rule")
 
 
 class ScheduleResponse(BaseModel):
@@ -248,6 +356,19 @@ class ScheduleResponse(BaseModel):
     overlap: str
     end_at: datetime | None
     max_runs: int | None
+    every: str | None = Field(None, description="interval: e.g. \"90m\"")
+    anchor: datetime | None = Field(None, description="interval: its first slot, in UTC")
+    exclude_dates: list[date] = Field(default_factory=list)
+    dst_policy: DstPolicySettings = Field(
+        default_factory=lambda: DstPolicySettings(gap=None, repeat=None))
+    jitter: int | None = None
+    timeout: int | None = None
+    pause_after_failures: int | None = None
+    failures_in_row: int = Field(0, description="runs in a row that ended error, failed, "
+                                                "rejected or timed_out")
+    hook: bool = Field(False, description="whether a trigger URL is set (its token is "
+                                          "shown once, when made)")
+    hook_inputs: bool = False
     run_count: int
     next_run: datetime | None
     last_run: datetime | None

@@ -9,6 +9,7 @@ schedule and the slot.
 """
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,6 +22,39 @@ MIN_EVERY = 10  # seconds: the shortest interval
 MAX_EVERY = 366 * 86_400  # seconds: the longest interval
 MAX_JITTER = 86_400  # seconds: a slot is sent at most a day after it
 _CHUNK = 64  # cron slots computed at a time
+EVERY_UNITS = (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
+_EVERY = re.compile(r"(\d+)\s*([dhms])")
+
+
+def parse_every(value: int | str) -> int:
+    """An interval in seconds from seconds or a duration ("90s", "15m", "2h", "1d",
+    "1h30m"); ValueError saying what is accepted, or that it is out of bounds."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be seconds or a duration like 90s, 15m, 2h or 1d")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        text = value.strip().lower().replace(" ", "")
+        if text.isdigit():
+            seconds = int(text)
+        elif text and _EVERY.sub("", text) == "":
+            seconds = sum(int(n) * dict(EVERY_UNITS)[unit] for n, unit in _EVERY.findall(text))
+        else:
+            raise ValueError(f"{value!r} is not a duration: give seconds or e.g. 90s, 15m, "
+                             "2h, 1d, 1h30m")
+    if seconds < MIN_EVERY:
+        raise ValueError(f"at least every {MIN_EVERY} seconds")
+    if seconds > MAX_EVERY:
+        raise ValueError(f"at most every {MAX_EVERY // 86_400} days")
+    return seconds
+
+
+def every_text(seconds: int) -> str:
+    """3600 -> "1h", 5400 -> "90m", 90 -> "90s": the largest unit that divides."""
+    for suffix, size in EVERY_UNITS:
+        if seconds % size == 0:
+            return f"{seconds // size}{suffix}"
+    raise AssertionError("1 divides every number")
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,22 @@ system-schedule sync (which takes its first fires from :func:`next_slot`).
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from kodosumi_timer import cron, forminputs
+from kodosumi_timer import cron, forminputs, words
 from kodosumi_timer.errors import InvalidInput
-from kodosumi_timer.models import ScheduleCreate, ScheduleResponse, ScheduleUpdate
+from kodosumi_timer.models import (
+    DstPolicySettings,
+    ScheduleCreate,
+    ScheduleResponse,
+    ScheduleUpdate,
+)
 from kodosumi_timer.notify import settings as notify_settings
+from kodosumi_timer.rules import Rule, every_text, parse_every, rule_of
 from kodosumi_timer.store.repository import new_id
 from kodosumi_timer.store.tables import ScheduleRow
 
@@ -57,13 +63,48 @@ def _zone(name: str) -> str:
         raise InvalidInput(str(exc), field="timezone") from exc
 
 
-def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str]]:
-    if data.schedule_type == "once":
+NO_DST_POLICY = DstPolicySettings(gap=None, repeat=None)
+# what each kind of rule takes, and the fields of the other kinds it refuses
+NEEDS = {"once": "run_at", "cron": "cron_expression", "interval": "every"}
+STRAYS = {"once": ("cron_expression", "every", "anchor"),
+          "cron": ("run_at", "every", "anchor"),
+          "interval": ("run_at", "cron_expression")}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A rule checked: its first slot, remarks on how it was read, its columns."""
+
+    first: datetime
+    notes: list[str]
+    columns: dict[str, object]
+
+
+def _timing(data: ScheduleCreate, now: datetime, after: datetime) -> Timing:
+    """``data``'s rule as stored, with its first slot after ``after``; InvalidInput
+    naming the field at fault."""
+    kind = data.schedule_type
+    if kind is None:
+        raise InvalidInput("schedule_type is required (once, cron or interval), or give "
+                           "the rule in words as text", field="schedule_type")
+    for stray in STRAYS[kind]:
+        if getattr(data, stray) not in (None, ""):
+            raise InvalidInput(f"a {kind} schedule takes {NEEDS[kind]}, not {stray}",
+                               field=stray)
+    if kind == "once" and data.exclude_dates:
+        raise InvalidInput("a once schedule has no dates to leave out: it runs at run_at",
+                           field="exclude_dates")
+    excluded = sorted(set(data.exclude_dates))
+    policy = data.dst_policy or NO_DST_POLICY
+    columns: dict[str, object] = {
+        "schedule_type": kind, "timezone": data.timezone, "run_at": None,
+        "cron_expression": None, "every_seconds": None, "anchor": None,
+        "exclude_dates": [d.isoformat() for d in excluded] or None,
+        "dst_gap": policy.gap if kind == "cron" else None,
+        "dst_repeat": policy.repeat if kind == "cron" else None}
+    if kind == "once":
         if data.run_at is None:
             raise InvalidInput("run_at is required for a once schedule", field="run_at")
-        if data.cron_expression:
-            raise InvalidInput("a once schedule takes run_at, not cron_expression",
-                               field="cron_expression")
         try:
             instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
         except ValueError as exc:
@@ -71,19 +112,60 @@ def _first_fire(data: ScheduleCreate, now: datetime) -> tuple[datetime, list[str
         if instant < now - PAST_TOLERANCE:
             raise InvalidInput(f"run_at {_as_typed(data.run_at, data.timezone, now)}",
                                field="run_at")
-        return max(instant, now), [note] if note else []
-    if not data.cron_expression:
-        raise InvalidInput("cron_expression is required for a cron schedule",
-                           field="cron_expression")
-    if data.run_at is not None:
-        raise InvalidInput("a cron schedule takes cron_expression, not run_at", field="run_at")
+        first = max(instant, now)
+        columns["run_at"] = first
+        return Timing(first, [note] if note else [], columns)
+    if kind == "cron":
+        if not data.cron_expression:
+            raise InvalidInput("cron_expression is required for a cron schedule",
+                               field="cron_expression")
+        columns["cron_expression"] = data.cron_expression
+    else:
+        if data.every is None:
+            raise InvalidInput("every is required for an interval schedule (e.g. 90m)",
+                               field="every")
+        columns["every_seconds"] = data.every
+        columns["anchor"] = _aware(data.anchor, data.timezone, "anchor") or \
+            now.replace(microsecond=0)
+    rule = Rule(kind, data.timezone, data.cron_expression, data.every,
+                columns["anchor"], frozenset(excluded),  # type: ignore[arg-type]
+                cron.DstPolicy(policy.gap, policy.repeat))
     try:
-        first = next_slot(data.cron_expression, data.timezone, now)
+        found = rule.next_slots(after, 1)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="cron_expression") from exc
-    if first is None:
+    if not found:
         raise InvalidInput("the cron expression never fires", field="cron_expression")
-    return first, []
+    return Timing(found[0], [], columns)
+
+
+def read_text(text: str, zone: str, now: datetime) -> dict[str, Any]:
+    """The rule fields (schedule_type, cron_expression, run_at, every, anchor) a rule
+    in words gives, or InvalidInput naming ``text``."""
+    try:
+        rule = words.read_rule(text, _zone(zone), now)
+    except words.WordsError as exc:
+        raise InvalidInput(str(exc), field="text") from exc
+    fields = rule.fields()
+    if fields["every"] is not None:
+        fields["every"] = parse_every(str(fields["every"]))
+    return fields
+
+
+def with_text(data: Any, zone: str, now: datetime) -> Any:
+    """A create or update whose ``text`` is replaced by the rule fields it gives; text
+    together with any of those fields is refused (422 naming ``text``)."""
+    if data.text is None:
+        return data
+    fields = read_text(data.text, data.timezone or zone, now)
+    for key in ("cron_expression", "run_at", "every", "anchor"):
+        if getattr(data, key) is not None:
+            raise InvalidInput(f"give the rule as text or as fields, not both ({key})",
+                               field="text")
+    if data.schedule_type not in (None, fields["schedule_type"]):
+        raise InvalidInput(f"text reads as a {fields['schedule_type']} rule, not "
+                           f"{data.schedule_type}", field="text")
+    return data.model_copy(update={**fields, "text": None})
 
 
 def next_slot(expression: str, zone: str, now: datetime,
@@ -116,12 +198,14 @@ async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows:
                          system: bool = False) -> tuple[ScheduleRow, list[str]]:
     """A new schedule row from ``data``, or InvalidInput naming the field."""
     data = data.model_copy(update={"timezone": _zone(data.timezone)})
+    data = with_text(data, data.timezone, now)
     flow = await flows.find(canonical_flow_url(data.flow_url))
     if flow is None:
         raise InvalidInput(f"flow {data.flow_url} is not registered in the panel",
                            field="flow_url")
     end_at = _aware(data.end_at, data.timezone, "end_at")
-    first, notes = _first_fire(data, now)
+    timing = _timing(data, now, now)
+    first, notes = timing.first, timing.notes
     if end_at is not None and end_at < first:
         raise InvalidInput("end_at is before the first fire time", field="end_at")
     expose_name = data.expose_name or flow.summary or flow.url
@@ -129,13 +213,13 @@ async def build_schedule(data: ScheduleCreate, owner: str, now: datetime, flows:
     inputs = await checked_inputs(flows, flow.url, owner, data.inputs)
     row = ScheduleRow(
         id=new_id(), owner=owner, system=system, expose_name=expose_name[:200],
-        flow_url=flow.url, title=data.title, schedule_type=data.schedule_type,
-        cron_expression=data.cron_expression if data.schedule_type == "cron" else None,
-        run_at=first if data.schedule_type == "once" else None, timezone=data.timezone,
-        inputs=inputs, state="active", catchup=data.catchup,
-        catchup_window=data.catchup_window, overlap=data.overlap,
+        flow_url=flow.url, title=data.title, inputs=inputs, state="active",
+        catchup=data.catchup, catchup_window=data.catchup_window, overlap=data.overlap,
         end_at=end_at, max_runs=data.max_runs, run_count=0, next_run=first,
-        version=1, created=now, updated=now,
+        jitter=data.jitter or None, timeout=data.timeout,
+        pause_after_failures=data.pause_after_failures, failures_in_row=0,
+        hook_inputs=data.hook_inputs, version=1, created=now, updated=now,
+        **timing.columns,
     )
     return row, notes
 
@@ -169,13 +253,48 @@ def to_response(row: ScheduleRow, notes: list[str] | None = None) -> ScheduleRes
         run_count=row.run_count, next_run=row.next_run, last_run=row.last_run,
         last_fid=row.last_fid, last_status=row.last_status, note=row.note,
         version=row.version, created=row.created, updated=row.updated, notes=notes or [],
-        notify=notify_settings.view(row),
+        notify=notify_settings.view(row), **_rule_view(row),
+        failures_in_row=row.failures_in_row or 0, hook=row.hook_hash is not None,
+        hook_inputs=bool(row.hook_inputs),
     )
 
 
-TIMING_FIELDS = ("schedule_type", "run_at", "cron_expression", "timezone", "end_at", "max_runs")
-EDITABLE = ("flow_url", "expose_name", "title", "inputs", "catchup", "catchup_window",
-            "overlap", *TIMING_FIELDS)
+def _rule_view(row: ScheduleRow) -> dict[str, Any]:
+    """The issue-13 fields of a stored schedule as the API names them."""
+    return {
+        "every": every_text(row.every_seconds) if row.every_seconds else None,
+        "anchor": row.anchor,
+        "exclude_dates": [date.fromisoformat(d) for d in row.exclude_dates or ()],
+        "dst_policy": DstPolicySettings(gap=row.dst_gap, repeat=row.dst_repeat),  # type: ignore[arg-type]
+        "jitter": row.jitter, "timeout": row.timeout,
+        "pause_after_failures": row.pause_after_failures,
+    }
+
+
+def _current(row: ScheduleRow) -> dict[str, Any]:
+    """The editable fields of a stored schedule as a create takes them."""
+    view = _rule_view(row)
+    return {
+        "flow_url": row.flow_url, "schedule_type": row.schedule_type,
+        "expose_name": row.expose_name, "title": row.title, "run_at": row.run_at,
+        "cron_expression": row.cron_expression, "timezone": row.timezone,
+        "inputs": row.inputs or {}, "catchup": row.catchup,
+        "catchup_window": row.catchup_window, "overlap": row.overlap, "end_at": row.end_at,
+        "max_runs": row.max_runs, "every": row.every_seconds, "anchor": row.anchor,
+        "exclude_dates": view["exclude_dates"],
+        "dst_policy": view["dst_policy"] if row.dst_gap or row.dst_repeat else None,
+        "jitter": row.jitter, "timeout": row.timeout,
+        "pause_after_failures": row.pause_after_failures,
+        "hook_inputs": bool(row.hook_inputs),
+    }
+
+
+TIMING_FIELDS = ("schedule_type", "run_at", "cron_expression", "timezone", "end_at", "max_runs",
+                 "every", "anchor", "exclude_dates", "dst_policy")
+# fields stored as they come (a null resets them)
+PLAIN = ("expose_name", "title", "inputs", "catchup", "catchup_window", "overlap", "jitter",
+         "timeout", "pause_after_failures", "hook_inputs")
+EDITABLE = ("flow_url", *PLAIN, *TIMING_FIELDS)
 
 
 async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetime,
@@ -185,21 +304,14 @@ async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetim
     Timing is only re-evaluated when a timing field is given; a paused schedule stays
     paused, a done one that gets new timing becomes active again."""
     given = set(changes)
-    merged = {
-        "flow_url": row.flow_url, "schedule_type": row.schedule_type,
-        "expose_name": row.expose_name, "title": row.title, "run_at": row.run_at,
-        "cron_expression": row.cron_expression, "timezone": row.timezone,
-        "inputs": row.inputs or {}, "catchup": row.catchup,
-        "catchup_window": row.catchup_window, "overlap": row.overlap, "end_at": row.end_at,
-        "max_runs": row.max_runs,
-    }
+    merged = _current(row)
     merged.update(changes)
     if "schedule_type" in given and changes["schedule_type"] != row.schedule_type:
-        # switching kinds: drop the other kind's timing unless it was given too
-        if changes["schedule_type"] == "cron" and "run_at" not in given:
-            merged["run_at"] = None
-        if changes["schedule_type"] == "once" and "cron_expression" not in given:
-            merged["cron_expression"] = None
+        # switching kinds: drop the other kinds' fields unless they were given too
+        for stray in STRAYS[changes["schedule_type"]] + ("exclude_dates",) * (
+                changes["schedule_type"] == "once"):
+            if stray not in given:
+                merged[stray] = [] if stray == "exclude_dates" else None
     try:
         create = ScheduleCreate.model_validate(merged)
     except ValidationError as exc:
@@ -216,9 +328,11 @@ async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetim
             raise InvalidInput(f"flow {create.flow_url} is not registered in the panel",
                                field="flow_url")
         values["flow_url"] = flow.url
-    for key in ("expose_name", "title", "inputs", "catchup", "catchup_window", "overlap"):
+    for key in PLAIN:
         if key in given:
             values[key] = getattr(create, key)
+    if "jitter" in values:
+        values["jitter"] = values["jitter"] or None
     if given & {"inputs", "flow_url"}:  # checked against the (new) agent's form
         values["inputs"] = await checked_inputs(
             flows, str(values.get("flow_url", row.flow_url)), row.owner, create.inputs)
@@ -231,16 +345,13 @@ async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetim
         end_at = _aware(create.end_at, create.timezone, "end_at")
         # a cron slot the timer already claimed (up to KODO_TIMER_CLAIM_AHEAD before
         # it) is not offered again
-        after = max(now, row.last_run) if row.last_run and create.schedule_type == "cron" \
+        after = max(now, row.last_run) if row.last_run and create.schedule_type != "once" \
             else now
-        first, notes = _first_fire(create, after)
+        timing = _timing(create, now, after)
+        first, notes = timing.first, timing.notes
         if end_at is not None and end_at < first:
             raise InvalidInput("end_at is before the first fire time", field="end_at")
-        values.update(
-            schedule_type=create.schedule_type, timezone=create.timezone, end_at=end_at,
-            max_runs=create.max_runs,
-            cron_expression=create.cron_expression if create.schedule_type == "cron" else None,
-            run_at=first if create.schedule_type == "once" else None)
+        values.update(end_at=end_at, max_runs=create.max_runs, **timing.columns)
         if row.state == "paused":
             values["next_run"] = None
         else:
@@ -254,10 +365,12 @@ async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetim
 # never changed by a write: refused (422) when a body sends another value
 READ_ONLY = ("id", "owner", "system", "created", "state", "enabled")
 # what runs as the owner: only the owner changes these (operators may not)
-OWNER_ONLY = ("flow_url", "inputs", "catchup", "catchup_window", "overlap", *TIMING_FIELDS)
+OWNER_ONLY = ("flow_url", "inputs", "catchup", "catchup_window", "overlap", "jitter",
+              "timeout", "pause_after_failures", "hook_inputs", *TIMING_FIELDS)
 # null in a write resets these to their create defaults; other null fields are cleared
 DEFAULTS: dict[str, Any] = {"timezone": "UTC", "inputs": {}, "catchup": "once",
-                            "catchup_window": 60, "overlap": "skip"}
+                            "catchup_window": 60, "overlap": "skip", "exclude_dates": [],
+                            "hook_inputs": False}
 REQUIRED = ("flow_url", "schedule_type")
 # not worth a line in the change log: they follow from the fields that changed
 _DERIVED = ("updated", "next_run", "note")
@@ -315,6 +428,13 @@ def requested_changes(row: ScheduleRow, data: ScheduleUpdate,
 
 
 def _unchanged(row: ScheduleRow, key: str, value: Any, zone: str) -> bool:
+    current = _current(row)[key]
+    if key == "dst_policy":
+        return bool((value or NO_DST_POLICY) == (current or NO_DST_POLICY))
+    if key == "exclude_dates":
+        return set(value or ()) == set(current)
+    if key == "jitter":
+        return bool((value or None) == current)
     if key == "flow_url":
         return bool(canonical_flow_url(value) == row.flow_url)
     if key == "timezone":
@@ -322,14 +442,13 @@ def _unchanged(row: ScheduleRow, key: str, value: Any, zone: str) -> bool:
             return _zone(value) == row.timezone
         except InvalidInput:
             return False
-    if key in ("run_at", "end_at") and isinstance(value, datetime) and value.tzinfo is None:
+    if key in ("run_at", "end_at", "anchor") and isinstance(value, datetime) \
+            and value.tzinfo is None:
         try:
             value = cron.resolve_wall_time(value, zone)[0]
         except (ValueError, OverflowError):
             return False
-    if key == "inputs":
-        return bool(value == (row.inputs or {}))
-    return bool(value == getattr(row, key))
+    return bool(value == current)
 
 
 def changed_fields(row: ScheduleRow, values: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -345,12 +464,15 @@ def changed_fields(row: ScheduleRow, values: Mapping[str, Any]) -> dict[str, lis
 
 def resume_values(row: ScheduleRow, now: datetime) -> dict[str, object]:
     """Resume from now: the next slot after now, never a burst of missed ones."""
-    if row.schedule_type == "cron" and row.cron_expression:
-        nxt = next_slot(row.cron_expression, row.timezone, now, row.last_run)
-        if nxt is None or (row.end_at is not None and nxt > row.end_at):
+    if row.schedule_type != "once":
+        after = max(now, row.last_run) if row.last_run else now
+        found = rule_of(row).next_slots(after, 1, until=row.end_at)
+        if not found:
             return {"state": "done", "next_run": None, "note": "no fire time left",
                     "updated": now}
+        nxt = found[0]
     else:
         # a once schedule resumed after its time runs now
         nxt = max(row.run_at or now, now)
-    return {"state": "active", "next_run": nxt, "note": None, "updated": now}
+    return {"state": "active", "next_run": nxt, "note": None, "updated": now,
+            "failures_in_row": 0}

@@ -1,7 +1,7 @@
 """The ``/schedule`` REST API: thin handlers over :mod:`kodosumi_timer.schedules` and the store."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Litestar, Request, Response, delete, get, patch, post, put
@@ -22,7 +22,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryParameter
 
-from kodosumi_timer import cron, words
 from kodosumi_timer.errors import (
     Conflict,
     Forbidden,
@@ -43,8 +42,6 @@ from kodosumi_timer.models import (
     FieldChange,
     PreviewRequest,
     PreviewResponse,
-    PreviewRule,
-    PreviewTime,
     RunList,
     RunResponse,
     ScheduleCreate,
@@ -57,6 +54,7 @@ from kodosumi_timer.notify import guard
 from kodosumi_timer.notify import settings as notify_settings
 from kodosumi_timer.notify.signing import new_secret
 from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
+from kodosumi_timer.previews import rule_preview
 from kodosumi_timer.rules import rule_of
 from kodosumi_timer.schedules import (
     OWNER_ONLY,
@@ -68,6 +66,7 @@ from kodosumi_timer.schedules import (
     requested_changes,
     resume_values,
     to_response,
+    with_text,
 )
 from kodosumi_timer.store import RunRow, ScheduleRow
 from kodosumi_timer.store.repository import ScheduleFilter
@@ -125,20 +124,6 @@ ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "de
                            "backfillSchedule",
                            "scheduleRuns", "scheduleChanges")
 
-
-
-def _words_preview(data: PreviewRequest, now: datetime) -> PreviewResponse:
-    """A preview of a rule written in words: the rule it was read as and its next times."""
-    assert data.text is not None
-    try:
-        rule = words.read_rule(data.text, data.timezone, now)
-    except words.WordsError as exc:
-        raise InvalidInput(str(exc), field="text") from exc
-    times = words.upcoming(rule, data.timezone, now, data.count)
-    return PreviewResponse(
-        description=rule.description, timezone=data.timezone,
-        rule=PreviewRule.model_validate(rule.fields()),
-        times=[PreviewTime(utc=t.utc, local=t.local, dst_note=t.dst_note) for t in times])
 
 
 def _link(operation: str) -> Link:
@@ -319,8 +304,9 @@ class ScheduleController(Controller):
 
     @post("/", summary="Create a schedule", status_code=201, operation_id="createSchedule",
           operation_class=ScheduleOperation, response_headers=[ETAG],
-          description="Schedule a flow to run once (`run_at`) or regularly (`cron_expression`) "
-                      "as the caller, with the given inputs.",
+          description="Schedule a flow to run once (`run_at`), on a calendar "
+                      "(`cron_expression`) or every so often (`every`) as the caller, with "
+                      "the given inputs; or give the rule in words as `text`.",
           responses=INVALID)
     async def create(self, request: Request[Any, Any, Any], state: State,
                      data: CreateBody) -> Response[ScheduleResponse]:
@@ -347,7 +333,7 @@ class ScheduleController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         enabled: FromQuery[bool | None] = None,
-        schedule_type: Annotated[Literal["once", "cron"] | None,
+        schedule_type: Annotated[Literal["once", "cron", "interval"] | None,
                                  QueryParameter(name="type")] = None,
         flow_url: FromQuery[str | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
@@ -374,46 +360,18 @@ class ScheduleController(Controller):
     @post("/preview", summary="Preview a rule", status_code=200, operation_id="previewSchedule",
           operation_class=ApiOperation,
           description="The rule in words and its next fire times, with DST shifts marked. "
-                      "Send `cron_expression`, `run_at`, or `text`: a rule in English "
+                      "Send `cron_expression`, `run_at`, `every`, or `text`: a rule in English "
                       "(\"every weekday at 9am\", \"every 90 minutes\", \"first Monday of "
                       "the month at 08:30\", \"tomorrow at 9\", \"in 2 hours\"), read by "
                       "the timer's own grammar, no network; the answer's `rule` is what it "
                       "was read as, a 422 naming `text` says what was not understood and the "
                       "nearest form it knows. An interval's times are anchor + k·every in "
-                      "elapsed time (no anchor: counted from now).",
+                      "elapsed time (no anchor: counted from now). `exclude_dates` show as "
+                      "skipped times, `jitter` as each time's `send_at`, and `dst_effects` "
+                      "says what each `dst_policy` choice does at the next DST changes.",
           responses=INVALID)
     async def preview(self, state: State, data: PreviewBody) -> PreviewResponse:
-        services = services_from(state)
-        now = services.clock()
-        try:
-            cron.parse_zone(data.timezone)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="timezone") from exc
-        if data.text is not None:
-            if data.cron_expression or data.run_at is not None:
-                raise InvalidInput("give text, or cron_expression or run_at, not both",
-                                   field="text")
-            return _words_preview(data, now)
-        if data.cron_expression and data.run_at is None:
-            try:
-                text = cron.describe(data.cron_expression)
-                times = cron.preview(data.cron_expression, data.timezone, now, data.count)
-            except ValueError as exc:
-                raise InvalidInput(str(exc), field="cron_expression") from exc
-            return PreviewResponse(description=text, timezone=data.timezone, times=[
-                PreviewTime(utc=t.utc, local=t.local, dst_note=t.dst_note) for t in times])
-        if data.run_at is not None and not data.cron_expression:
-            try:
-                instant, note = cron.resolve_wall_time(data.run_at, data.timezone)
-                local = instant.astimezone(cron.parse_zone(data.timezone))
-            except (ValueError, OverflowError) as exc:
-                raise InvalidInput(str(exc), field="run_at") from exc
-            return PreviewResponse(
-                description=f"Once, at {local.strftime('%Y-%m-%d %H:%M %Z')}",
-                timezone=data.timezone,
-                times=[PreviewTime(utc=instant, local=local, dst_note=note)])
-        raise InvalidInput("give either cron_expression or run_at (or text)",
-                           field="cron_expression")
+        return rule_preview(data, services_from(state).clock())
 
     @get("/attention", summary="Your failed runs since you last looked", responses=COMMON,
          operation_id="scheduleAttention", operation_class=ApiOperation,
@@ -701,7 +659,8 @@ async def _write(services: PanelServices, request: Request[Any, Any, Any],
     me = caller(request)
     for _ in range(3):
         _preconditions(row, data.version, if_match)
-        changes = requested_changes(row, data, merge=merge)
+        changes = requested_changes(row, with_text(data, row.timezone, services.clock()),
+                                    merge=merge)
         notify = notify_settings.values(row, data.notify, _allow(services)) \
             if "notify" in data.model_fields_set else {}
         theirs = [key for key in changes if key in OWNER_ONLY] + (["notify"] if notify else [])

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from kodosumi_timer import cron
+from kodosumi_timer.rules import EVERY_UNITS, every_text
 
 from .errors import WordsError
 from .grammar import WEEKDAYS
@@ -27,7 +28,6 @@ from .parts import Clock, Parts
 MIN_INTERVAL = 10
 MAX_INTERVAL = 366 * 86_400
 _SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "week": 604_800}
-_EVERY_UNITS = (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
 _SPOKEN_UNITS = (("week", 604_800), ("day", 86_400), ("hour", 3600), ("minute", 60),
                  ("second", 1))
 
@@ -61,15 +61,7 @@ class Rule:
     def every_seconds(self) -> int | None:
         if self.every is None:
             return None
-        return int(self.every[:-1]) * dict(_EVERY_UNITS)[self.every[-1]]
-
-
-def every_text(seconds: int) -> str:
-    """3600 -> "1h", 5400 -> "90m", 90 -> "90s": the largest unit that divides."""
-    for suffix, size in _EVERY_UNITS:
-        if seconds % size == 0:
-            return f"{seconds // size}{suffix}"
-    raise AssertionError("1 divides every number")
+        return int(self.every[:-1]) * dict(EVERY_UNITS)[self.every[-1]]
 
 
 def spoken(seconds: int) -> str:

@@ -9,7 +9,7 @@ import pytest
 from kodosumi_timer.errors import InvalidInput
 from kodosumi_timer.models import ScheduleCreate
 from kodosumi_timer.panel.pages import display_state, duration, what_happened
-from kodosumi_timer.schedules import _first_fire
+from kodosumi_timer.schedules import _timing
 from tests.unit.factories import T0, schedule
 
 
@@ -97,12 +97,12 @@ def test_a_past_run_at_is_refused_as_typed_in_the_users_zone_to_the_minute():
     data = ScheduleCreate(flow_url="/-/x/-/", schedule_type="once",
                           run_at="2026-12-01T10:00:00", timezone="Europe/Berlin")
     with pytest.raises(InvalidInput) as info:
-        _first_fire(data, now)
+        _timing(data, now, now)
     assert info.value.field == "run_at"
     assert info.value.detail == ("run_at 2026-12-01 10:00 (Europe/Berlin) is in the past "
                                  "(it is now 2026-12-02 20:23 there)")
     typed_with_offset = data.model_copy(update={
         "run_at": datetime(2026, 12, 1, 9, 0, tzinfo=UTC)})
     with pytest.raises(InvalidInput) as info:
-        _first_fire(typed_with_offset, now)
+        _timing(typed_with_offset, now, now)
     assert info.value.detail.startswith("run_at 2026-12-01 09:00 (UTC) is in the past")
