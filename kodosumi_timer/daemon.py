@@ -20,6 +20,7 @@ from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
 from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
+from kodosumi_timer.history import Pruner
 from kodosumi_timer.notify import guard
 from kodosumi_timer.notify.delivery import Sender
 from kodosumi_timer.notify.loop import Notifier
@@ -108,15 +109,21 @@ class TimerParts:
         self.notifier = Notifier(self.store, Sender(guard.allow_list(s.TIMER_NOTIFY_ALLOW)),
                                  s.TIMER_PANEL_URL)
         self.notifying = asyncio.get_running_loop().create_task(self.notifier.run())
+        # run history kept bounded, beside the timer too, away from the launch path
+        self.pruner = Pruner(self.store, s.TIMER_KEEP_RUNS, s.TIMER_KEEP_DAYS,
+                             every=s.TIMER_PRUNE_EVERY)
+        self.pruning = asyncio.get_running_loop().create_task(self.pruner.run())
         return Timer(self.store, self.launcher, self.roles, self.waker, timer_config(s),
                      clock=utcnow, on_stats=self.on_stats, system=self.system)
 
     async def __aexit__(self, *exc: object) -> None:
+        self.pruner.stop()
         self.notifier.stop()
         try:  # a delivery cut short is held by its lease and sent again by the next start
             await asyncio.wait_for(self.notifying, 10)
         except TimeoutError:
             log.warning("the notifier did not stop within 10 s; cancelled")
+        await asyncio.gather(self.pruning, return_exceptions=True)
         await self.notifier.sender.close()
         await self.system.close()
         await self.launcher.close()
