@@ -293,8 +293,11 @@ def preview(expression: str | None, zone: str, after: str | None, count: int,
     from kodosumi_timer.models import PreviewRequest
     from kodosumi_timer.previews import rule_preview
 
-    if (expression is None) == (every is None):
-        raise click.ClickException("give a RULE or --every (one of them)")
+    if expression is not None and every is not None:
+        raise click.ClickException("give a RULE or --every, not both")
+    if expression is None and every is None:
+        raise click.ClickException('give a RULE ("0 9 * * MON-FRI", "every weekday at 9am") '
+                                   "or --every DURATION")
     fields: dict[str, object] = {"timezone": zone, "every": every, "anchor": anchor,
                                  "exclude_dates": list(skip_dates)}
     try:

@@ -542,6 +542,8 @@ def edit(schedule_id: str, inputs: tuple[str, ...], dst_gap: str | None,
     fields = _option_fields(**options)
     for name in clear:
         field = CLEARABLE[name]
+        if name == "skip-date":
+            continue  # with --skip-date: the dates given replace the ones there
         if field in fields or (name == "dst-gap" and dst_gap) or \
                 (name == "dst-repeat" and dst_repeat):
             raise ClientError(f"--{name} and --clear {name}: give one of them")
@@ -558,7 +560,7 @@ def edit(schedule_id: str, inputs: tuple[str, ...], dst_gap: str | None,
         before = client.schedule(full)
         patch: dict[str, Any] = dict(fields)
         for name in clear:
-            if not name.startswith("dst-"):
+            if not name.startswith("dst-") and CLEARABLE[name] not in fields:
                 patch[CLEARABLE[name]] = None
                 given.add(CLEARABLE[name])
         if "exclude_dates" in fields and "skip-date" not in clear:
