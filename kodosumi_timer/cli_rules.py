@@ -186,13 +186,14 @@ def dst_words(item: Mapping[str, Any]) -> str:
         twice = DstPolicy(gap, repeat).repeats(spec)
     except (CronError, ValueError):
         return "?"
-    said_gap = ("a skipped wall time runs when the gap ends (shift)" if shifts
-                else "a skipped wall time does not run that day (skip)")
-    said_repeat = ("a repeated wall time runs at both (twice)" if twice
-                   else "a repeated wall time runs once (once)")
-    debian = " (Debian cron's choice for this rule)"
-    return (f"{said_gap}{'' if gap else debian}; "
-            f"{said_repeat}{'' if repeat else debian}")
+    said_gap = ("a skipped wall time runs when the gap ends" if shifts
+                else "a skipped wall time does not run that day")
+    said_repeat = "a repeated wall time runs at both" if twice else \
+        "a repeated wall time runs once"
+    # unset: Debian cron's choice for this expression
+    return (f"gap {'shift' if shifts else 'skip'}{'' if gap else ' (default)'}: {said_gap}; "
+            f"repeat {'twice' if twice else 'once'}{'' if repeat else ' (default)'}: "
+            f"{said_repeat}")
 
 
 def settings_lines(item: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -121,7 +121,7 @@ def _rule(item: dict[str, Any]) -> str:
 def _describe(item: dict[str, Any]) -> str:
     if item["schedule_type"] == "interval":
         return (f"every {item.get('every')} from {_local(item.get('anchor'), item['timezone'])}"
-                " (elapsed time, unaffected by DST)")
+                ", counted in elapsed time")
     if item["schedule_type"] != "cron":
         return f"once, at {_local(item.get('run_at'), item['timezone'])}"
     from kodosumi_timer import cron
@@ -640,6 +640,11 @@ def hook(schedule_id: str, revoke: bool, url: str | None, as_json: bool) -> None
     try:
         item = client.schedule(client.resolve_id(schedule_id))
         answer = client.json("DELETE" if revoke else "POST", f"/schedule/{item['id']}/hook")
+    except ClientError as exc:
+        if str(exc) == "no such route":
+            raise ClientError(f"the panel at {client.url} has no trigger URLs (no route "
+                              "/schedule/{id}/hook): it runs an older kodosumi-timer") from exc
+        raise
     finally:
         client.close()
     short = item["id"][:SHORT_ID]

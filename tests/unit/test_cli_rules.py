@@ -57,8 +57,8 @@ def test_an_interval_with_every_setting_of_issue_13(as_admin):
     assert (item["jitter"], item["timeout"], item["pause_after_failures"]) == (300, 1800, 3)
     assert item["overlap"] == "buffer_one" and item["hook_inputs"] is True
     said = shown(short)
-    assert said["rule"] == ("every 90m from Mon 2030-01-07 09:00 CET (elapsed time, "
-                            "unaffected by DST) (Europe/Berlin)")
+    assert said["rule"] == ("every 90m from Mon 2030-01-07 09:00 CET, counted in elapsed "
+                            "time (Europe/Berlin)")
     assert said["skips"] == "2030-01-07, 2030-01-08"
     assert said["dst"] == "- (an interval counts elapsed time: DST changes do not move it)"
     assert said["overlap"] == ("buffer_one: a slot that comes while the last run still runs "
@@ -109,13 +109,12 @@ def test_dst_policy_in_words_with_debians_choice_where_unset(as_admin):
     item = made("--cron", "30 2 * * *", *BERLIN, "--dst-gap", "skip")
     assert item["dst_policy"] == {"gap": "skip", "repeat": None}
     assert shown(item["id"])["dst"] == (
-        "a skipped wall time does not run that day (skip); a repeated wall time runs once "
-        "(once) (Debian cron's choice for this rule)")
-    wildcard = made("--cron", "*/15 2 * * *", *BERLIN)
+        "gap skip: a skipped wall time does not run that day; repeat once (default): a "
+        "repeated wall time runs once")
+    wildcard = made("--cron", "*/15 2 * * *", *BERLIN)  # Debian cron's choices differ
     assert shown(wildcard["id"])["dst"] == (
-        "a skipped wall time does not run that day (skip) (Debian cron's choice for this "
-        "rule); a repeated wall time runs at both (twice) (Debian cron's choice for this "
-        "rule)")
+        "gap skip (default): a skipped wall time does not run that day; repeat twice "
+        "(default): a repeated wall time runs at both")
 
 
 def test_edit_changes_only_what_is_given_and_clears_what_is_named(as_admin):
