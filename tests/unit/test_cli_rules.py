@@ -264,3 +264,61 @@ def test_show_says_a_set_hook_and_failures_so_far():
     assert said["overlap"] == ("replace: a slot that comes while the last run still runs "
                                "ends it through kodosumi, then starts")
     assert said["skips"] == "-" and said["jitter"] == "-" and said["timeout"] == "-"
+
+
+def preview(*args: str) -> str:
+    return ok("preview", *args, "--after", "2027-03-20T12:00:00+00:00")
+
+
+def test_preview_shows_skipped_dates_send_times_and_what_dst_does():
+    out = preview("30 2 * * *", *BERLIN, "--count", "3", "--skip-date", "2027-03-22",
+                  "--jitter", "10m")
+    assert out == (
+        "At 02:30 every day; not on 2027-03-22; each sent up to 600 s after its slot "
+        "(jitter) (Europe/Berlin)\n"
+        "  Sun 2027-03-21 02:30 CET     2027-03-21 01:30 UTC  sent 02:39:05 (jitter)\n"
+        "  Mon 2027-03-22 02:30 CET     2027-03-22 01:30 UTC  skipped: excluded date\n"
+        "  Tue 2027-03-23 02:30 CET     2027-03-23 01:30 UTC  sent 02:31:45 (jitter)\n"
+        "  Wed 2027-03-24 02:30 CET     2027-03-24 01:30 UTC  sent 02:30:41 (jitter)\n"
+        "  DST 2027-03-28, the clock goes from 02:00 to 03:00: gap=shift runs at 03:00 CEST; "
+        "gap=skip does not run then (this schedule: shift, cron's default)\n"
+        "  DST 2027-10-31, the clock goes from 03:00 to 02:00: repeat=once runs once; "
+        "repeat=twice also runs at 02:30 CET (this schedule: once, cron's default)\n")
+    chosen = preview("30 2 * * *", *BERLIN, "--count", "1", "--dst-gap", "skip",
+                     "--dst-repeat", "twice")
+    assert "(this schedule: skip)" in chosen and "(this schedule: twice)" in chosen
+    body = json.loads(preview("30 2 * * *", *BERLIN, "--count", "2", "--skip-date",
+                              "2027-03-21", "--json"))
+    assert body["times"][0]["skipped"] == "excluded date"
+    assert len(body["dst_effects"]) == 2
+
+
+def test_preview_an_interval_in_elapsed_time_across_a_dst_change():
+    out = preview("--every", "90m", "--start", "2027-03-28 00:30", *BERLIN, "--count", "3")
+    assert out == (
+        "Every 90 minutes from Sun 2027-03-28 00:30:00 CET (elapsed time, unaffected by "
+        "DST) (Europe/Berlin)\n"
+        "  Sun 2027-03-28 00:30 CET     2027-03-27 23:30 UTC\n"
+        "  Sun 2027-03-28 03:00 CEST    2027-03-28 01:00 UTC\n"
+        "  Sun 2027-03-28 04:30 CEST    2027-03-28 02:30 UTC\n")
+    body = json.loads(preview("--every", "2h", "--count", "1", "--json"))
+    assert body["every"] == "2h" and body["times"][0]["utc"] == "2027-03-20T14:00:00+00:00"
+
+
+def test_preview_errors_name_the_option():
+    def error(*args: str) -> str:
+        result = koco("preview", *args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        return result.output.strip()
+
+    assert error("--every", "5s") == "Error: --every: at least every 10 seconds"
+    assert error("--every", "1h", "--skip-date", "2027-13-01").startswith(
+        "Error: --skip-date 2027-13-01: ")
+    assert error("--every", "1h", "--jitter", "soon") == \
+        "Error: --jitter 'soon': give seconds or a duration, e.g. 90s, 15m, 2h, 1d"
+    assert error("--every", "1h", "--jitter", "2d") == \
+        "Error: --jitter: Input should be less than or equal to 86400"
+    assert error("0 9 * * *", "--every", "1h") == "Error: give a RULE or --every, not both"
+    assert error("0 9 * * *", "--start", "2027-01-01 09:00") == \
+        "Error: --start: anchor belongs to an interval rule (every)"
+    assert error().startswith("Error: give a RULE (")
