@@ -421,7 +421,8 @@ def _common_options[F: Callable[..., Any]](command: F) -> F:
                      help="Once, this long from now: 90s, 10m, 2h."),
         rule_options,
         click.option("--timezone", "zone", default=None,
-                     help="IANA zone of the rule and of --at (default: this machine's)."),
+                     help="IANA zone of the rule and of --at (on create, default: this "
+                          "machine's)."),
         click.option("--title", default=None),
         click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
                      help="An input of the flow's form (repeat for more)."),
@@ -622,9 +623,11 @@ def backfill(schedule_id: str, start: str, end: str, url: str | None, as_json: b
     slots = (f"its slot at {_local(answer['first'], zone)}" if queued == 1 else
              f"its slots from {_local(answer['first'], zone)} to "
              f"{_local(answer['last'], zone)}")
-    click.echo(f"queued {queued} run{'s' * (queued != 1)} of {short} "
-               f"({_title(item) or flow_name(item['flow_url'])}) for {slots}; they start "
-               f"now, paced like every launch; `koco-timer runs {short}` shows how they go")
+    one = queued == 1
+    click.echo(f"queued {queued} run{'' if one else 's'} of {short} "
+               f"({_title(item) or flow_name(item['flow_url'])}) for {slots};")
+    click.echo(f"{'it starts' if one else 'they start'} now, paced like every launch; "
+               f"`koco-timer runs {short}` shows how {'it goes' if one else 'they go'}")
 
 
 @click.command()
