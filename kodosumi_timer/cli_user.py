@@ -669,8 +669,8 @@ def hook(schedule_id: str, revoke: bool, url: str | None, as_json: bool) -> None
     click.echo(f"trigger URL of {short} ({name}), shown only now:\n"
                f"  url    {link}\n"
                f"  token  {answer['token']}\n"
-               f"a POST to it runs the schedule now as you{inputs}; "
-               f"`koco-timer hook {short} --revoke` ends it")
+               f"a POST to it runs the schedule now as you{inputs}; making one again "
+               f"replaces it; `koco-timer hook {short} --revoke` ends it")
 
 
 def _act(verb: str, action: Callable[..., dict[str, Any] | None],

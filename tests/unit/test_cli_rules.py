@@ -238,8 +238,8 @@ def test_hook_makes_and_revokes_a_trigger_url(as_admin, monkeypatch):
                    f"  url    {as_admin}/schedule/hook/h-123\n"
                    f"  token  tok-456\n"
                    f"a POST to it runs the schedule now as you (with a JSON body "
-                   f"{{\"inputs\": {{...}}}} merged over the stored inputs); "
-                   f"`koco-timer hook {short} --revoke` ends it\n")
+                   f"{{\"inputs\": {{...}}}} merged over the stored inputs); making one "
+                   f"again replaces it; `koco-timer hook {short} --revoke` ends it\n")
     assert json.loads(ok("hook", short, "--json")) == {"url": "/schedule/hook/h-123",
                                                        "token": "tok-456"}
     assert ok("hook", short, "--revoke") == \
