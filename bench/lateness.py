@@ -239,11 +239,12 @@ def measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str,
             target: str, workdir: Path, timers: int = 1, gap: float = 0.5,
             profile: str | None = None, cap: float | None = None,
             script: Path | None = None, extra_argv: Sequence[str] = (),
-            reset: bool = True) -> Outcome:
+            reset: Callable[[str], Any] = reset_store) -> Outcome:
     """One run: start the scheduler(s) on an empty store, load the schedules, wake them
     (as the panel does after a create), wait for the launches; figures at the target.
-    ``script`` and ``extra_argv``: the child's own entry (pruning.py); ``reset=False``
-    keeps what the store holds (its run rows are counted by nobody)."""
+    ``script`` and ``extra_argv``: the child's own entry (pruning.py); ``reset``: how
+    the store is emptied first (pruning.py keeps its history; then the runs are not
+    counted by status)."""
     child_argv = [PY, str(script or Path(__file__).resolve()), *extra_argv]
     for attempt in range(3):
         out = _measure(scheduler, backend, db, admin_db, scenario, n, target, workdir,
@@ -258,9 +259,8 @@ def measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str,
 def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str, n: int,
              target: str, workdir: Path, timers: int, gap: float, profile: str | None,
              cap: float | None, extra_lead: float, child_argv: list[str],
-             reset: bool) -> Outcome:
-    if reset:
-        asyncio.run(reset_store(db))
+             reset: Callable[[str], Any]) -> Outcome:
+    asyncio.run(reset(db))
     httpx.post(f"{target}/_reset")
     owners = role_ids(OWNERS)
     sids = [f"{scenario[:3]}{i:06d}{random.getrandbits(40):010x}" for i in range(n)]
@@ -346,7 +346,7 @@ def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str
         lates = {sid: arrived_ns / 1e6 - slot_of[sid] * 1000 for arrived_ns, sid, _ in records
                  if sid in slot_of}
         out.worst = max(range(len(order)), key=lambda i: lates.get(order[i], float("-inf")))
-    if scheduler != "aps" and reset:
+    if scheduler != "aps" and reset is reset_store:
         out.runs_by_status = asyncio.run(_run_status_counts(db))
     return out
 

@@ -2,16 +2,19 @@
 
 The store is filled with N ended runs (default 10,000,000) of 50 schedules that fired
 every 1, 2, 5, 15 or 60 minutes (200,000 runs each, reaching back months to decades),
-so that all but the newest ``KODO_TIMER_KEEP_RUNS`` of each can go. Then the isolated-fire
-lateness of our real timer is measured on that store exactly as ``lateness.py`` does it
-(a child process, the launch target, 40 ``once`` slots half a second apart), twice: with
-no pruning, and with the ``Pruner`` deleting those rows beside the timer, in the same
-process and on the same store, as ``TimerParts`` runs it in production (its default
-batch and pause; ``every`` short so that it never idles). The child counts the rows the
-Pruner deleted and how long each batch took.
+so that all but the newest ``KODO_TIMER_KEEP_RUNS`` of each can go; the runs of all
+schedules lie interleaved, one tick at a time, as in a table that grew over years. Then
+the isolated-fire lateness of our real timer is measured on that store exactly as
+``lateness.py`` does it (a child process, the launch target, 40 ``once`` slots half a
+second apart), in turns, in three modes: ``off`` (no pruning); ``plain`` (the ``Pruner``
+deleting those rows beside the timer, in the same process and on the same store, as
+``TimerParts`` runs it, but without waiting for gaps in the launches: ``max_wait=0``, as
+it was first committed); ``gaps`` (the ``Pruner`` as it is). Batch and pause are the
+Pruner's defaults; ``every`` is short so that it never idles. The child counts the rows
+deleted, the time spent waiting for gaps and how long each batch took.
 
-    .venv/bin/python bench/pruning.py            # 10,000,000 rows; 3 runs each way; both stores
-    .venv/bin/python bench/pruning.py --quick    # 200,000 rows; one run each way; < 3 min
+    .venv/bin/python bench/pruning.py            # 10,000,000 rows; 3 runs per mode; both stores
+    .venv/bin/python bench/pruning.py --quick    # 200,000 rows; one run per mode; < 3 min
     .venv/bin/python bench/pruning.py --rows 1000000 --backends sqlite
 
 PostgreSQL: ``KODO_BENCH_PG`` (see ``_common.py``); the run tables there are emptied.
@@ -189,6 +192,20 @@ async def _fill_pg(db: str, history: list[dict[str, Any]], chunks: list[dict[str
     await engine.dispose()
 
 
+async def drop_measured(db: str) -> None:
+    """Before each run: the schedules (and runs) an earlier run measured go, lest the
+    next timer fire what its predecessor left; the history stays."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(db)
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM schedule_run WHERE schedule_id IN "
+                                "(SELECT id FROM schedule WHERE id NOT LIKE 'hist%')"))
+        await conn.execute(text("DELETE FROM schedule WHERE id NOT LIKE 'hist%'"))
+    await engine.dispose()
+
+
 async def _count_runs(db: str) -> int:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -215,6 +232,10 @@ class Counted:
         ids: list[str] = await self.store.schedule_ids()
         return ids
 
+    async def next_launch(self, since: datetime) -> datetime | None:
+        coming: datetime | None = await self.store.next_launch(since)
+        return coming
+
     async def prune_runs(self, schedule_id: str, older_than: datetime, keep: int,
                          batch: int = 500) -> int:
         started = time.perf_counter()
@@ -225,8 +246,8 @@ class Counted:
 
 
 @asynccontextmanager
-async def pruner_beside(store: Any, every: float, batch: int | None,
-                        pause: float | None) -> AsyncIterator[dict[str, Any]]:
+async def pruner_beside(store: Any, every: float, batch: int | None, pause: float | None,
+                        max_wait: float | None) -> AsyncIterator[dict[str, Any]]:
     from kodosumi_timer.config import TimerSettings
     from kodosumi_timer.history import Pruner
 
@@ -236,6 +257,7 @@ async def pruner_beside(store: Any, every: float, batch: int | None,
                     fields["TIMER_KEEP_DAYS"].default, every=every)
     pruner.batch = pruner.batch if batch is None else batch  # default: the Pruner's own
     pruner.pause = pruner.pause if pause is None else pause
+    pruner.max_wait = pruner.max_wait if max_wait is None else max_wait
     task = asyncio.get_running_loop().create_task(pruner.run())
     started = time.perf_counter()
     stats: dict[str, Any] = {}
@@ -244,7 +266,7 @@ async def pruner_beside(store: Any, every: float, batch: int | None,
     finally:
         pruner.stop()
         await task
-        stats.update(pruned=counted.pruned,
+        stats.update(pruned=counted.pruned, waited_seconds=round(pruner.waited, 2),
                      prune_seconds=round(time.perf_counter() - started, 2),
                      batches=len(counted.batch_ms),
                      batch_ms_p50=round(pct(counted.batch_ms, 50), 2),
@@ -254,29 +276,38 @@ async def pruner_beside(store: Any, every: float, batch: int | None,
 
 # ---- measuring and reporting -----------------------------------------------------------
 
-def measure_pair(backend: str, db: str, admin_db: str, target: str, workdir: Path,
-                 fires: int, gap: float, pruning: bool, args: argparse.Namespace) -> Outcome:
-    extra = []
-    if pruning:
+# off: no pruning; plain: the Pruner without waiting for gaps in the launches (as it was
+# first committed: max_wait=0); gaps: the Pruner as it is (waits for a gap before a batch)
+MODES = {"off": "off", "plain": "deleting", "gaps": "deleting, waits for gaps"}
+
+
+def measure_mode(backend: str, db: str, admin_db: str, target: str, workdir: Path,
+                 mode: str, args: argparse.Namespace) -> Outcome:
+    extra: list[str] = []
+    if mode != "off":
         extra = ["--prune-every", str(args.every)]
         if args.batch is not None:
             extra += ["--prune-batch", str(args.batch)]
         if args.pause is not None:
             extra += ["--prune-pause", str(args.pause)]
-    return measure("ours", backend, db, admin_db, "isolated", fires, target, workdir,
-                   gap=gap, script=THIS, extra_argv=extra, reset=False)
+        if mode == "plain":
+            extra += ["--prune-max-wait", "0"]
+    return measure("ours", backend, db, admin_db, "isolated", args.fires, target, workdir,
+                   gap=args.gap, script=THIS, extra_argv=extra, reset=drop_measured)
 
 
-def row(backend: str, rows: int, pruning: bool, outs: list[Outcome]) -> dict[str, Any]:
+def row(backend: str, rows: int, mode: str, outs: list[Outcome]) -> dict[str, Any]:
     valid = [o for o in outs if not o.note]
     pruned = sum(o.child_stats.get("pruned", 0) for o in valid)
     seconds = sum(o.child_stats.get("prune_seconds", 0.0) for o in valid)
     return {
-        "backend": backend, "rows": rows, "pruning": pruning, "runs": len(valid),
+        "backend": backend, "rows": rows, "mode": mode, "runs": len(valid),
         "p50": median([o.p50 for o in valid]), "p95": median([pct(o.late_ms, 95) for o in valid]),
         "p99": median([o.p99 for o in valid]), "max": median([o.max for o in valid]),
         "each_p99": [round(o.p99, 1) for o in valid],
         "pruned": pruned, "rate": pruned / seconds if seconds else float("nan"),
+        "waited": sum(o.child_stats.get("waited_seconds", 0.0) for o in valid),
+        "seconds": seconds,
         "batch_p50": median([o.child_stats["batch_ms_p50"] for o in valid
                              if o.child_stats.get("batches")]),
         "batch_max": max((o.child_stats.get("batch_ms_max", 0.0) for o in valid), default=0.0),
@@ -286,20 +317,21 @@ def row(backend: str, rows: int, pruning: bool, outs: list[Outcome]) -> dict[str
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| store | run rows | pruner | runs | p50 ms | p95 ms | p99 ms | max ms | "
-             "p99 each run | p99 with/without | rows pruned | rows/s | batch ms p50 / max "
-             "| dup+early+missing |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    by = {(r["backend"], r["pruning"]): r for r in rows}
+             "p99 of each run | p99 / off | rows pruned | rows/s | waited for gaps | "
+             "batch ms p50 / max | dup+early+missing |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    by = {(r["backend"], r["mode"]): r for r in rows}
     for r in rows:
-        off = by.get((r["backend"], False))
-        pruning = r["pruning"]
+        off = by.get((r["backend"], "off"))
+        on = r["mode"] != "off"
         lines.append(
-            f"| {r['backend']} | {r['rows']:,} | {'deleting' if pruning else 'off'} | "
+            f"| {r['backend']} | {r['rows']:,} | {MODES[r['mode']]} | "
             f"{r['runs']} | {fmt(r['p50'])} | {fmt(r['p95'])} | {fmt(r['p99'])} | "
             f"{fmt(r['max'])} | {', '.join(fmt(v) for v in r['each_p99'])} | "
-            f"{ratio(r['p99'], off['p99']) if pruning and off else '-'} | "
-            f"{r['pruned']:,} | {fmt(r['rate']) if pruning else '-'} | "
-            + (f"{fmt(r['batch_p50'])} / {fmt(r['batch_max'])}" if pruning else "-")
+            f"{ratio(r['p99'], off['p99']) if on and off else '-'} | "
+            f"{r['pruned']:,} | {fmt(r['rate']) if on else '-'} | "
+            + (f"{r['waited'] / r['seconds']:.0%} | {fmt(r['batch_p50'])} / "
+               f"{fmt(r['batch_max'])}" if on and r["seconds"] else "- | -")
             + f" | {r['bad']} |")
     return "\n".join(lines)
 
@@ -309,7 +341,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="200,000 rows, one run each way, both stores")
     parser.add_argument("--rows", type=int, default=10_000_000, help="run rows to fill in")
-    parser.add_argument("--runs", type=int, default=3, help="runs with and without pruning")
+    parser.add_argument("--runs", type=int, default=3, help="runs in each mode")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="off (no pruning), plain (the Pruner not waiting for gaps), "
+                        "gaps (the Pruner as it is)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--fires", type=int, default=40, help="isolated fires per run")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between two slots")
@@ -333,11 +368,12 @@ def main() -> None:
     parser.add_argument("--prune-every", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--prune-batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prune-pause", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--prune-max-wait", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         beside = None if args.prune_every is None else partial(
             pruner_beside, every=args.prune_every, batch=args.prune_batch,
-            pause=args.prune_pause)
+            pause=args.prune_pause, max_wait=args.prune_max_wait)
         asyncio.run(child_ours(args.db, args.admin_db, args.target, args.workdir, beside))
         return
     if args.quick:
@@ -368,23 +404,25 @@ def main() -> None:
                       flush=True)
             present = asyncio.run(_count_runs(db))
             print(f"# {backend}: {present:,} run rows; {load_text()}", flush=True)
-            outs: dict[bool, list[Outcome]] = {False: [], True: []}
+            modes = args.modes.split(",")
+            outs: dict[str, list[Outcome]] = {mode: [] for mode in modes}
             for rep in range(args.runs):
-                for pruning in (False, True):  # alternating: the machine's noise hits both
-                    out = measure_pair(backend, db, admin_db, target_url, workdir,
-                                       args.fires, args.gap, pruning, args)
-                    outs[pruning].append(out)
+                for mode in modes:  # taking turns: the machine's noise hits every mode
+                    out = measure_mode(backend, db, admin_db, target_url, workdir, mode, args)
+                    outs[mode].append(out)
                     s = out.child_stats
-                    print(f"{backend:10} run {rep + 1} pruning {'on ' if pruning else 'off'}: "
+                    print(f"{backend:10} run {rep + 1} {mode:5}: "
                           f"p50 {fmt(out.p50)} p95 {fmt(pct(out.late_ms, 95))} "
                           f"p99 {fmt(out.p99)} max {fmt(out.max)} ms; "
                           f"dup {out.duplicates} early {out.early} missing {out.missing}"
                           + (f"; pruned {s.get('pruned', 0):,} rows in "
-                             f"{s.get('prune_seconds', 0)} s, {s.get('batches', 0)} batches "
+                             f"{s.get('prune_seconds', 0)} s (waited "
+                             f"{s.get('waited_seconds', 0)} s for gaps), "
+                             f"{s.get('batches', 0)} batches "
                              f"(ms p50 {s.get('batch_ms_p50')}, p99 {s.get('batch_ms_p99')}, "
-                             f"max {s.get('batch_ms_max')})" if pruning else "")
+                             f"max {s.get('batch_ms_max')})" if mode != "off" else "")
                           + f" {out.note} [{out.load}]", flush=True)
-            rows += [row(backend, present, pruning, outs[pruning]) for pruning in (False, True)]
+            rows += [row(backend, present, mode, outs[mode]) for mode in modes]
     finally:
         target.stop()
         if args.keep:
@@ -393,13 +431,16 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(table(rows))
-    by = {(r["backend"], r["pruning"]): r for r in rows}
-    parts = [f"{b} ({by[(b, False)]['rows']:,} rows): p99 {fmt(by[(b, False)]['p99'])} ms "
-             f"without, {fmt(by[(b, True)]['p99'])} ms while pruning "
-             f"({ratio(by[(b, True)]['p99'], by[(b, False)]['p99'])}), "
-             f"{fmt(by[(b, True)]['rate'])} rows/s"
-             for b in args.backends.split(",")]
-    print(f"\npruning {'; '.join(parts)}; {load_text()}")
+    by = {(r["backend"], r["mode"]): r for r in rows}
+    parts = []
+    for b in args.backends.split(","):
+        off = by.get((b, "off"))
+        for mode in args.modes.split(","):
+            r = by[(b, mode)]
+            parts.append(f"{b} {mode}: p99 {fmt(r['p99'])} ms"
+                         + (f" ({ratio(r['p99'], off['p99'])} off), {fmt(r['rate'])} rows/s"
+                            if off and mode != "off" else ""))
+    print(f"\npruning ({rows[0]['rows']:,} rows) {'; '.join(parts)}; {load_text()}")
 
 
 if __name__ == "__main__":
