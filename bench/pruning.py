@@ -14,7 +14,7 @@ Pruner's defaults; ``every`` is short so that it never idles. The child counts t
 deleted, the time spent waiting for gaps and how long each batch took.
 
     .venv/bin/python bench/pruning.py            # 10,000,000 rows; 3 runs per mode; both stores
-    .venv/bin/python bench/pruning.py --quick    # 200,000 rows; one run per mode; < 3 min
+    .venv/bin/python bench/pruning.py --quick    # 200,000 rows; one run off, one with gaps; < 3 min
     .venv/bin/python bench/pruning.py --rows 1000000 --backends sqlite
 
 PostgreSQL: ``KODO_BENCH_PG`` (see ``_common.py``); the run tables there are emptied.
@@ -339,10 +339,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="200,000 rows, one run each way, both stores")
+                        help="200,000 rows, one run off and one with gaps, both stores")
     parser.add_argument("--rows", type=int, default=10_000_000, help="run rows to fill in")
     parser.add_argument("--runs", type=int, default=3, help="runs in each mode")
-    parser.add_argument("--modes", default=",".join(MODES),
+    parser.add_argument("--modes", default=",".join(MODES),  # --quick: off,gaps
                         help="off (no pruning), plain (the Pruner not waiting for gaps), "
                         "gaps (the Pruner as it is)")
     parser.add_argument("--backends", default="sqlite,postgresql")
@@ -378,6 +378,8 @@ def main() -> None:
         return
     if args.quick:
         args.rows, args.runs = 200_000, 1
+        if args.modes == parser.get_default("modes"):
+            args.modes = "off,gaps"
 
     workdir = Path(tempfile.mkdtemp(prefix="kt-bench-pruning-"))
     data = args.data or workdir
