@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kodosumi_timer.runs import ENDED
+from kodosumi_timer.runs import ENDED, RunStatus
 from kodosumi_timer.store.tables import NotificationRow, RunRow, ScheduleRow
 
 
@@ -20,6 +20,21 @@ class HistoryRows:
     async def schedule_ids(self) -> list[str]:
         async with self.session() as s:
             return list((await s.execute(select(ScheduleRow.id))).scalars())
+
+    async def next_launch(self, since: datetime) -> datetime | None:
+        """The earliest instant from ``since`` on at which a launch is to be sent, as far
+        as the store knows: an active schedule's next slot or a claimed run's slot (two
+        index lookups). A schedule's jitter may send its run up to that much later."""
+        async with self.session() as s:
+            upcoming = (await s.execute(
+                select(ScheduleRow.next_run)
+                .where(ScheduleRow.state == "active", ScheduleRow.next_run >= since)
+                .order_by(ScheduleRow.next_run).limit(1))).scalar()
+            claimed = (await s.execute(
+                select(RunRow.slot).where(RunRow.status == RunStatus.QUEUED, RunRow.slot >= since)
+                .order_by(RunRow.slot).limit(1))).scalar()
+        coming = [t for t in (upcoming, claimed) if t is not None]
+        return min(coming) if coming else None
 
     async def prune_runs(self, schedule_id: str, older_than: datetime, keep: int,
                          batch: int = 500) -> int:
