@@ -184,15 +184,20 @@ def stop(ray_server: str | None) -> None:
 
 @cli.command()
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the timer's and the store's figures as JSON (what GET /metrics shows).")
 @fail_fast
-def status(ray_server: str | None) -> None:
-    """Show whether the timer runs, since when, and what it did."""
+def status(ray_server: str | None, as_json: bool) -> None:
+    """Show whether the timer runs, since when, and what it did (exit code 3: not running)."""
     from kodosumi_timer import daemon
     from kodosumi_timer.store import open_store
 
     settings = get_settings(**({"RAY_SERVER": ray_server} if ray_server else {}))
     daemon.connect(settings)
     meta = daemon.running_meta()
+    if as_json:
+        _status_json(settings, meta)
+        sys.exit(0 if meta is not None else 3)
     if meta is None:
         click.echo("timer: not running")
         sys.exit(3)
@@ -222,6 +227,24 @@ def status(ray_server: str | None) -> None:
                f"(file: {settings.TIMER_SCHEDULES})")
     for line in system_lines:
         click.echo(f"  {line}")
+
+
+def _status_json(settings: TimerSettings, meta: dict[str, object] | None) -> None:
+    from kodosumi_timer import metrics
+    from kodosumi_timer.store import open_store
+
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT, existing=True)
+
+    async def store_figures(now: datetime) -> dict[str, object]:
+        store = await open_store(settings.TIMER_DATABASE, migrate_schema=False)
+        try:
+            return await metrics.store_figures(store, now)
+        finally:
+            await store.close()
+
+    now = datetime.now(UTC)
+    found = metrics.facts(meta, asyncio.run(store_figures(now)), now, __version__)
+    click.echo(json.dumps(found, indent=2))
 
 
 @cli.command("check-config")

@@ -62,6 +62,9 @@ class TimerSettings(BaseSettings):
     # notifications (issue 12): URL prefixes, comma-separated, that deliveries may reach
     # although they are private, loopback or link-local (e.g. http://127.0.0.1)
     TIMER_NOTIFY_ALLOW: str = ""
+    # GET /metrics (issue 12) is open to scrapers unless this is set; then it asks for
+    # "Authorization: Bearer <this token>"
+    TIMER_METRICS_TOKEN: str | None = None
 
     # the commands (issue 17): refuse kodosumi's default secret unless this is true; how
     # long a command waits for Ray, the store or the panel before it says it cannot reach
