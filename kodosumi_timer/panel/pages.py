@@ -184,6 +184,7 @@ def upcoming_slots(data: ScheduleResponse, now: datetime,
     policy = data.dst_policy
     request = PreviewRequest(
         cron_expression=data.cron_expression if data.schedule_type == "cron" else None,
+        run_at=None, text=None,
         every=parse_every(data.every) if data.every else None,
         anchor=data.anchor if data.schedule_type == "interval" else None,
         timezone=data.timezone, exclude_dates=data.exclude_dates,
@@ -197,6 +198,8 @@ def upcoming_slots(data: ScheduleResponse, now: datetime,
 
 
 def _marked(times: Sequence[PreviewTime], zone: str, now: datetime) -> list[dict[str, Any]]:
+    """The slots with the DST shifts marked: a moved wall time (the API's note) and a
+    change of the zone's UTC offset since the slot before (or since now)."""
     previous = _offset(now.astimezone(cron.parse_zone(zone)))
     out = []
     for t in times:
@@ -323,6 +326,9 @@ class SchedulePages(Controller):
             # pause/resume/run now on them is for operators
             "can_edit": not row.system,
             "can_act": not row.system or viewer.operator,
+            # the trigger URL runs the schedule as its owner: only they make it (operators
+            # for system schedules)
+            "can_hook": operator_or_owner(row, viewer),
             "operator": viewer.operator,
             "changes": changes, "changes_total": changes_total, "names": owners,
             # the agent's form may have changed since the inputs were saved
@@ -345,6 +351,10 @@ class SchedulePages(Controller):
         return Template("schedule/form.html", context={
             "mode": "edit", "schedule": to_response(row).model_dump(mode="json"),
             "flow": row.flow_url, "operator": viewer.operator})
+
+
+def operator_or_owner(row: ScheduleRow, viewer: Viewer) -> bool:
+    return viewer.operator if row.system else row.owner == viewer.role_id
 
 
 def _missing(schedule_id: str) -> Template:

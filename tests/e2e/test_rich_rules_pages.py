@@ -23,6 +23,7 @@ ZONE = "Europe/Berlin"
 RICH = ("schedule_type", "cron_expression", "every", "anchor", "exclude_dates", "dst_policy",
         "jitter", "timeout", "pause_after_failures", "overlap", "hook_inputs")
 SHOTS = os.environ.get("KODO_TIMER_SCREENSHOTS")
+BUSY = {"queued", "buffered", "launching", "unknown", "launched", "running"}
 
 
 def _new_form(page: Page, stack) -> None:
@@ -33,6 +34,12 @@ def _new_form(page: Page, stack) -> None:
 def _saved(page: Page) -> str:
     page.wait_for_url(re.compile(r".*/admin/schedule/[0-9a-f]{32}$"))
     return page.url.rsplit("/", 1)[1]
+
+
+def _choose(page: Page, name: str, value: str) -> None:
+    """Pick a radio button as a user does: on its label (BeerCSS draws over the input)."""
+    page.click(f"label:has(input[name={name}][value={value}])")
+    expect(page.locator(f"input[name={name}][value={value}]")).to_be_checked()
 
 
 def _rich(schedule: dict) -> dict:
@@ -60,6 +67,8 @@ def _shoot(page: Page, name: str, height: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     page.set_viewport_size({"width": 1280, "height": height})
+    page.evaluate("document.querySelectorAll('.snackbar.active')"
+                  ".forEach(bar => bar.classList.remove('active'))")
     _settle(page)
     page.screenshot(path=out / f"{name}.png")
     if size:
@@ -111,8 +120,9 @@ def test_words_fill_the_rule_and_every_option_is_stored_and_edited_back(stack, n
     expect(page.locator("#preview-desc")).to_contain_text(f"not on {skipped_day}")
     page.fill("#timeout", "600")
     page.fill("#pause-after", "3")
-    page.check("input[name=overlap][value=buffer_one]")
-    page.check("#hook-inputs")
+    _choose(page, "overlap", "buffer_one")
+    page.click("#field-hook_inputs")                 # its label, as a user does
+    expect(page.locator("#hook-inputs")).to_be_checked()
     # all four overlaps, each explained in one line
     for choice in ("skip", "allow", "buffer_one", "replace"):
         expect(page.locator(f"input[name=overlap][value={choice}] + span .muted")).not_to_be_empty()
@@ -164,8 +174,9 @@ def test_words_fill_the_rule_and_every_option_is_stored_and_edited_back(stack, n
     page.locator(f"#exclude-list li[data-date='{skipped_day}'] button").click()
     page.fill("#jitter", "")
     page.select_option("#dst-gap", "")
-    page.check("input[name=overlap][value=replace]")
-    page.uncheck("#hook-inputs")
+    _choose(page, "overlap", "replace")
+    page.click("#field-hook_inputs")
+    expect(page.locator("#hook-inputs")).not_to_be_checked()
     page.click("#submit-button")
     page.wait_for_url(f"**/admin/schedule/{schedule_id}")
     edited = user.client.get(f"/schedule/{schedule_id}").json()
@@ -287,6 +298,13 @@ def test_a_past_period_and_the_trigger_url_from_the_detail_page(stack, new_user,
     page.click("#status-legend summary")
     for label in ("timed out", "buffered", "replaced"):
         expect(page.locator("#legend-list")).to_contain_text(label)
+
+    # the backfilled slots really run; the trigger URL respects overlap=skip, so wait
+    def ended():
+        runs = user.client.get(f"/schedule/{schedule_id}/runs").json()["items"]
+        return runs if runs and not any(r["status"] in BUSY for r in runs) else None
+    statuses = {r["status"] for r in _wait_for(ended, "the backfilled runs' end", 180)}
+    assert "finished" in statuses, statuses
 
     if not _has_hook_route(stack, user):
         pytest.skip("POST /schedule/{id}/hook is not in this build: the trigger URL "
