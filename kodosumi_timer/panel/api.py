@@ -122,7 +122,7 @@ JSON_TYPES = ("application/json", "application/merge-patch+json")
 # carries a schedule (clients and schemathesis' stateful tests follow them)
 ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "deleteSchedule",
                            "pauseSchedule", "resumeSchedule", "triggerSchedule",
-                           "backfillSchedule",
+                           "backfillSchedule", "makeHook", "revokeHook",
                            "scheduleRuns", "scheduleChanges")
 
 
