@@ -14,6 +14,7 @@ import json
 import math
 import secrets
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from litestar import Controller, Request, Response, delete, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import RequestBody
 from litestar.params import Body, FromPath
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.types.empty import Empty
@@ -81,6 +83,16 @@ class HookCall(BaseModel):
 CallBody = Annotated[HookCall | None, Body(
     media_type=RequestEncodingType.JSON,
     description="optional: `{\"inputs\": {...}}` for a schedule with `hook_inputs: true`")]
+
+
+@dataclass
+class CallOperation(ApiOperation):
+    """The call's body is optional (Litestar documents every body as required)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
 
 
 class Paused(Conflict):
@@ -239,9 +251,10 @@ CALL_RESPONSES = {
 
 
 @post(f"{HOOK_PATH.removeprefix('/schedule')}/{{token:str}}", summary="Call a trigger URL",
-      status_code=202, operation_id="callHook", operation_class=ApiOperation,
+      status_code=202, operation_id="callHook", operation_class=CallOperation,
+      response_description="the run, queued: the timer launches it at once",
       opt={"no_auth": True}, middleware=[hide_token], tags=["Schedules"],
-      responses=CALL_RESPONSES, security=[],
+      responses=CALL_RESPONSES,
       exception_handlers={RateLimited: _rate_limited},
       description="Runs the schedule now as its owner, recorded with trigger `hook`; no "
                   "login (the URL is the credential; a token or cookie sent along is "

@@ -328,6 +328,7 @@ async def test_the_openapi_documents_the_routes_and_links_to_them(tmp_path):
     call = paths["/schedule/hook/{token}"]["post"]
     assert call["operationId"] == "callHook"
     assert {"202", "404", "409", "422", "429"} <= set(call["responses"])
+    assert call["requestBody"]["required"] is False and "security" not in call
     links = paths["/schedule/{schedule_id}"]["get"]["responses"]["200"]["links"]
     assert {"makeHook", "revokeHook"} <= set(links)
 
