@@ -38,7 +38,7 @@ def test_a_machine_runs_a_schedule_through_its_trigger_url(stack, new_user):
         return run if run and run["status"] in ("finished", "error", "failed",
                                                 "rejected", "unknown") else None
     run = poll(finished, 90, f"hook run {run_id} to end")
-    assert run["status"] == "finished" and run["trigger"] == "hook", run
+    assert (run["status"], run["trigger"]) == ("finished", "hook"), run["reason"]
 
     # the execution is the owner's, with the stored inputs and the call's merged over them
     items = user.client.get("/timeline/list", params={"pp": 50}).json()["items"]
