@@ -122,7 +122,7 @@ JSON_TYPES = ("application/json", "application/merge-patch+json")
 # carries a schedule (clients and schemathesis' stateful tests follow them)
 ONE_SCHEDULE_OPERATIONS = ("getSchedule", "updateSchedule", "patchSchedule", "deleteSchedule",
                            "pauseSchedule", "resumeSchedule", "triggerSchedule",
-                           "backfillSchedule", "makeHook", "revokeHook",
+                           "backfillSchedule",
                            "scheduleRuns", "scheduleChanges")
 
 
