@@ -124,6 +124,10 @@ class Follower:
                 continue
             if status == UNANSWERED:
                 continue
+            if status is None and run.status == RunStatus.LAUNCHED:
+                # not written by kodosumi's spooler yet (404 for seconds on a busy
+                # cluster): a DELETE would end nothing and the Runner would start later
+                continue
             try:
                 async with self._requests:
                     await self.launcher.end(run.fid, run.owner)

@@ -238,6 +238,13 @@ class Launching:
         for run in await self.store.running_runs_of(claim.schedule.id):
             assert run.fid is not None
             try:
+                status = await self.launcher.status(run.fid, run.owner)
+                if status in (RunStatus.FINISHED, RunStatus.ERROR):
+                    continue  # ended meanwhile: followed to its end, not deleted
+                if status is None and run.status == RunStatus.LAUNCHED:
+                    # kodosumi answers 404 until its spooler writes the execution: a
+                    # DELETE now would end nothing and the Runner would start later
+                    raise Unanswered("kodosumi does not show it yet")
                 await self.launcher.end(run.fid, run.owner)
             except Unanswered as exc:
                 log.warning("schedule %s: run %s (%s) not ended for the slot %s: %s",

@@ -188,6 +188,25 @@ async def test_an_execution_past_its_timeout_is_ended_through_kodosumi(store):
     assert (await store.runs(rows[1].id))[0][0].status == "finished"  # not killed
 
 
+async def test_a_timeout_waits_until_kodosumi_shows_the_execution(store):
+    # kodosumi answers 404 (status and DELETE) until its spooler writes an execution,
+    # seconds after the launch on a busy cluster: a DELETE then ended nothing, the run
+    # was recorded timed_out and its Runner started later and ran on
+    row = await store.add_schedule(schedule(timeout=10))
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    clock.advance(seconds=15)
+    await make_timer(store, launcher, clock=clock).follow()  # kodosumi: 404 so far
+    assert launcher.ended == [] and (await store.runs(row.id))[0][0].status == "launched"
+    launcher.statuses["fid-1"] = "running"
+    clock.advance(seconds=2)
+    await make_timer(store, launcher, clock=clock).follow()
+    assert launcher.ended == ["fid-1"]
+    assert (await store.runs(row.id))[0][0].status == "timed_out"
+
+
 async def test_two_timers_never_double_fire(store):
     rows = [await store.add_schedule(schedule()) for _ in range(30)]
     l1, l2 = FakeLauncher(), FakeLauncher()
@@ -344,6 +363,28 @@ async def test_overlap_replace_ends_the_running_execution_then_starts(store):
     assert by_slot[T0].reason == reasons.REPLACED.format(
         slot=(T0 + timedelta(minutes=1)).isoformat())
     assert by_slot[T0 + timedelta(minutes=1)].status == "launched"
+
+
+@pytest.mark.parametrize("shown", [None, "finished"])
+async def test_overlap_replace_ends_only_what_kodosumi_shows_running(store, shown):
+    # None: kodosumi answers 404 until its spooler writes the execution (a DELETE then
+    # ends nothing: the Runner starts later); "finished": it ended before the follower
+    # saw it (a DELETE would archive its result out of the user's timeline)
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                            overlap="replace", run_at=None))
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    await timer.fire_due()
+    await timer.drain()
+    if shown is not None:
+        launcher.statuses["fid-1"] = shown
+    clock.advance(minutes=1)
+    await timer.fire_due()
+    await timer.drain()
+    assert launcher.ended == [] and len(launcher.calls) == 2  # the slot starts anyway
+    runs, _ = await store.runs(row.id)
+    assert {r.slot: r.status for r in runs} == {T0: "launched",
+                                                T0 + timedelta(minutes=1): "launched"}
 
 
 async def test_a_backfill_runs_each_past_slot_through_the_timer_once(store):
