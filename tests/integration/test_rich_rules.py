@@ -202,12 +202,13 @@ def test_buffer_one_starts_the_waiting_slot_when_the_running_one_ends(stack, ric
     before, after = executions[first["fid"]], executions[waited["fid"]]
     assert before["status"] == "finished"
     ended, sent = at(before["finish"]), at(waited["fired_at"])
-    # sent as soon as the timer saw the first end (it asks every 2 s, less often for
-    # a long run), and kodosumi started it after the first had finished
+    # sent as soon as the timer saw the first end (it asks every 2 s, every tenth of
+    # the run's age for a long run, and lets launches go first for up to 10 s; seen
+    # here: 4.5 to 7.5 s), and kodosumi started it after the first had finished
     print(f"buffered slot sent {(sent - ended).total_seconds():.1f} s after the first "
           f"ended, started by kodosumi {(at(after['startup']) - ended).total_seconds():.1f} s"
           " after")
-    assert timedelta(0) < sent - ended < timedelta(seconds=10), (before, waited)
+    assert timedelta(0) < sent - ended < timedelta(seconds=12), (before, waited)
     assert at(after["startup"]) > ended, (before, after)
 
 
