@@ -36,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,7 +83,13 @@ def _child_logging(workdir: str, name: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-async def child_ours(db: str, admin_db: str, target: str, workdir: str) -> None:
+# work the daemon runs beside the timer on its store (pruning.py: the Pruner); what
+# it yields is added to the child's stats line
+Beside = Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]
+
+
+async def child_ours(db: str, admin_db: str, target: str, workdir: str,
+                     beside: Beside | None = None) -> None:
     from kodosumi_timer.bridge import PanelLauncher, RoleTable
     from kodosumi_timer.config import TimerSettings
     from kodosumi_timer.store import open_store
@@ -98,12 +106,14 @@ async def child_ours(db: str, admin_db: str, target: str, workdir: str) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, timer.stop)
     loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(waker.wake()))
-    print("ready", flush=True)
+    extra: dict[str, Any] = {}
     try:
-        await timer.run()
+        async with beside(store) if beside else nullcontext(extra) as extra:
+            print("ready", flush=True)
+            await timer.run()
     finally:
         print("stats " + json.dumps({"fires": timer.stats.fires,
-                                     "failures": timer.stats.failures}), flush=True)
+                                     "failures": timer.stats.failures} | extra), flush=True)
         await launcher.close()
         await roles.close()
         await store.close()
@@ -227,12 +237,19 @@ async def _run_status_counts(db: str) -> dict[str, int]:
 
 def measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str, n: int,
             target: str, workdir: Path, timers: int = 1, gap: float = 0.5,
-            profile: str | None = None, cap: float | None = None) -> Outcome:
+            profile: str | None = None, cap: float | None = None,
+            script: Path | None = None, extra_argv: Sequence[str] = (),
+            reset: Callable[[str], Any] = reset_store) -> Outcome:
     """One run: start the scheduler(s) on an empty store, load the schedules, wake them
-    (as the panel does after a create), wait for the launches; figures at the target."""
+    (as the panel does after a create), wait for the launches; figures at the target.
+    ``script`` and ``extra_argv``: the child's own entry (pruning.py); ``reset``: how
+    the store is emptied first (pruning.py keeps its history; then the runs are not
+    counted by status)."""
+    child_argv = [PY, str(script or Path(__file__).resolve()), *extra_argv]
     for attempt in range(3):
         out = _measure(scheduler, backend, db, admin_db, scenario, n, target, workdir,
-                       timers, gap, profile, cap, extra_lead=attempt * 3.0)
+                       timers, gap, profile, cap, extra_lead=attempt * 3.0,
+                       child_argv=child_argv, reset=reset)
         if not out.note:
             return out
         print(f"  retrying: {out.note}", flush=True)
@@ -241,8 +258,9 @@ def measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str,
 
 def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str, n: int,
              target: str, workdir: Path, timers: int, gap: float, profile: str | None,
-             cap: float | None, extra_lead: float) -> Outcome:
-    asyncio.run(reset_store(db))
+             cap: float | None, extra_lead: float, child_argv: list[str],
+             reset: Callable[[str], Any]) -> Outcome:
+    asyncio.run(reset(db))
     httpx.post(f"{target}/_reset")
     owners = role_ids(OWNERS)
     sids = [f"{scenario[:3]}{i:06d}{random.getrandbits(40):010x}" for i in range(n)]
@@ -254,7 +272,7 @@ def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str
         if scheduler == "aps":
             load_aps(db, [])  # APScheduler's job table exists before its scheduler starts
         for k in range(timers):
-            argv = [PY, str(Path(__file__).resolve()), "--child", scheduler, "--db", db,
+            argv = [*child_argv, "--child", scheduler, "--db", db,
                     "--admin-db", admin_db, "--target", target, "--workdir", str(workdir)]
             children.append(start_child(f"{scheduler}{k}", argv, workdir,
                                         env={"BENCH_TARGET": target}))
@@ -328,7 +346,7 @@ def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str
         lates = {sid: arrived_ns / 1e6 - slot_of[sid] * 1000 for arrived_ns, sid, _ in records
                  if sid in slot_of}
         out.worst = max(range(len(order)), key=lambda i: lates.get(order[i], float("-inf")))
-    if scheduler != "aps":
+    if scheduler != "aps" and reset is reset_store:
         out.runs_by_status = asyncio.run(_run_status_counts(db))
     return out
 

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ from kodosumi_timer.preflight import (
 )
 
 if TYPE_CHECKING:
-    from kodosumi_timer.cron import FireTime
+    from kodosumi_timer.models import PreviewResponse, PreviewTime
 
 
 @click.group()
@@ -36,8 +36,8 @@ def cli() -> None:
     """Scheduled agent executions for kodosumi.
 
     \b
-    For users (through a panel): login, flows, ls, show, create, pause, resume,
-    run, rm, runs, logout.
+    For users (through a panel): login, flows, ls, show, create, edit, pause, resume,
+    run, backfill, hook, rm, runs, logout.
     For operators: demo, serve, start, stop, status, check-config, db upgrade.
     For everyone: preview.
     """
@@ -184,15 +184,20 @@ def stop(ray_server: str | None) -> None:
 
 @cli.command()
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the timer's and the store's figures as JSON (what GET /metrics shows).")
 @fail_fast
-def status(ray_server: str | None) -> None:
-    """Show whether the timer runs, since when, and what it did."""
+def status(ray_server: str | None, as_json: bool) -> None:
+    """Show whether the timer runs, since when, and what it did (exit code 3: not running)."""
     from kodosumi_timer import daemon
     from kodosumi_timer.store import open_store
 
     settings = get_settings(**({"RAY_SERVER": ray_server} if ray_server else {}))
     daemon.connect(settings)
     meta = daemon.running_meta()
+    if as_json:
+        _status_json(settings, meta)
+        sys.exit(0 if meta is not None else 3)
     if meta is None:
         click.echo("timer: not running")
         sys.exit(3)
@@ -224,6 +229,24 @@ def status(ray_server: str | None) -> None:
         click.echo(f"  {line}")
 
 
+def _status_json(settings: TimerSettings, meta: dict[str, object] | None) -> None:
+    from kodosumi_timer import metrics
+    from kodosumi_timer.store import open_store
+
+    probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT, existing=True)
+
+    async def store_figures(now: datetime) -> dict[str, object]:
+        store = await open_store(settings.TIMER_DATABASE, migrate_schema=False)
+        try:
+            return await metrics.store_figures(store, now)
+        finally:
+            await store.close()
+
+    now = datetime.now(UTC)
+    found = metrics.facts(meta, asyncio.run(store_figures(now)), now, __version__)
+    click.echo(json.dumps(found, indent=2))
+
+
 @cli.command("check-config")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 def check_config(file: str | None) -> None:
@@ -249,43 +272,94 @@ def check_config(file: str | None) -> None:
                    f"{cron.describe(entry.cron)}; next {when}{state}")
 
 
+# preview's fields -> its options (what an error names)
+PREVIEW_OPTIONS = {"cron_expression": "", "text": "", "run_at": "", "every": "--every",
+                   "anchor": "--start", "timezone": "--timezone",
+                   "exclude_dates": "--skip-date", "jitter": "--jitter", "count": "--count"}
+
+
 @cli.command()
-@click.argument("expression", metavar="RULE")
+@click.argument("expression", metavar="[RULE]", required=False)
 @click.option("--timezone", "zone", default="UTC", show_default=True, help="IANA time zone.")
 @click.option("--after", default=None, help="ISO 8601 start instant (default: now).")
 @click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--every", default=None, metavar="DURATION",
+              help="Instead of RULE: an interval in elapsed time (90s, 15m, 2h, 1d).")
+@click.option("--start", "anchor", default=None, metavar="TIME",
+              help="--every: the first slot (default: --after).")
+@click.option("--skip-date", "skip_dates", multiple=True, metavar="DATE",
+              help="A date with no runs (YYYY-MM-DD, in --timezone); shown skipped.")
+@click.option("--jitter", default=None, metavar="DURATION",
+              help="Show when each run is sent: up to this long after its slot.")
+@click.option("--dst-gap", type=click.Choice(["shift", "skip"]), default=None,
+              help="cron: a wall time the clock skips runs when the gap ends, or not.")
+@click.option("--dst-repeat", type=click.Choice(["once", "twice"]), default=None,
+              help="cron: a wall time the clock shows twice runs at the first, or both.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def preview(expression: str, zone: str, after: str | None, count: int, as_json: bool) -> None:
+def preview(expression: str | None, zone: str, after: str | None, count: int,
+            every: str | None, anchor: str | None, skip_dates: tuple[str, ...],
+            jitter: str | None, dst_gap: str | None, dst_repeat: str | None,
+            as_json: bool) -> None:
     """Describe a RULE and list its next fire times.
 
     RULE is a cron expression ("0 9 * * MON-FRI") or a rule in words ("every weekday at
-    9am", "every 90 minutes", "first Monday of the month at 08:30", "tomorrow at 9").
+    9am", "every 90 minutes", "first Monday of the month at 08:30", "tomorrow at 9");
+    or give --every instead. Excluded dates show as skipped slots, jitter as the time
+    each run is sent, and what each DST choice does at the zone's next changes.
     """
-    from kodosumi_timer import cron
+    from pydantic import ValidationError
 
+    from kodosumi_timer import cron
+    from kodosumi_timer.cli_rules import seconds, validation_line
+    from kodosumi_timer.client import ClientError
+    from kodosumi_timer.errors import InvalidInput
+    from kodosumi_timer.models import PreviewRequest
+    from kodosumi_timer.previews import rule_preview
+
+    if expression is not None and every is not None:
+        raise click.ClickException("give a RULE or --every, not both")
+    if expression is None and every is None:
+        raise click.ClickException('give a RULE ("0 9 * * MON-FRI", "every weekday at 9am") '
+                                   "or --every DURATION")
+    fields: dict[str, object] = {"timezone": zone, "every": every, "anchor": anchor,
+                                 "exclude_dates": list(skip_dates)}
     try:
         start_at = datetime.fromisoformat(after) if after else datetime.now(UTC)
         if start_at.tzinfo is None:
             start_at = cron.resolve_wall_time(start_at, zone)[0]
-        try:
-            cron.validate(expression)
-        except cron.CronError as exc:
-            if _looks_like_cron(expression):
-                raise click.ClickException(str(exc)) from exc
-            _preview_words(expression, zone, start_at, count, as_json)
-            return
-        text = cron.describe(expression)
-        times = cron.preview(expression, zone, start_at, count)
-    except ValueError as exc:
+        if expression is not None:
+            try:
+                cron.validate(expression)
+                fields["cron_expression"] = expression
+            except cron.CronError:
+                if _looks_like_cron(expression):
+                    raise
+                fields["text"] = expression
+        fields["jitter"] = seconds("--jitter", jitter)
+        if dst_gap or dst_repeat:
+            fields["dst_policy"] = {"gap": dst_gap, "repeat": dst_repeat}
+        # the API shows at most 100 times; here the count is the user's to choose
+        request = PreviewRequest.model_validate(fields).model_copy(update={"count": count})
+        answer = rule_preview(request, start_at)
+    except ValidationError as exc:
+        raise click.ClickException(validation_line(exc, PREVIEW_OPTIONS)) from exc
+    except InvalidInput as exc:
+        option = PREVIEW_OPTIONS.get(exc.field or "", "")
+        raise click.ClickException(f"{option}: {exc.detail}" if option else exc.detail) \
+            from exc
+    except (ClientError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({
-            "expression": expression, "timezone": zone, "description": text,
-            "times": [{"utc": t.utc.isoformat(), "local": t.local.isoformat(),
-                       "dst_note": t.dst_note} for t in times]}, indent=2))
+        click.echo(json.dumps(_preview_json(expression, every, answer), indent=2))
         return
-    click.echo(f"{text} ({zone})")
-    _echo_times(times)
+    click.echo(f"{answer.description} ({zone})")
+    if answer.rule is not None:
+        from kodosumi_timer.cli_rules import read_as
+
+        click.echo(f"  read as: {read_as(answer.rule.model_dump())}")
+    _echo_times(answer.times)
+    for effect in answer.dst_effects:
+        click.echo(f"  DST {effect}")
 
 
 def _looks_like_cron(text: str) -> bool:
@@ -295,37 +369,47 @@ def _looks_like_cron(text: str) -> bool:
         len(fields) == 5 and all(c in "0123456789*/,-" for c in fields[0]))
 
 
-def _echo_times(times: "list[FireTime]") -> None:
-    for t in times:
-        mark = f"  * {t.dst_note}" if t.dst_note else ""
-        click.echo(f"  {t.local.strftime('%a %Y-%m-%d %H:%M %Z'):<28} "
-                   f"{t.utc.strftime('%Y-%m-%d %H:%M')} UTC{mark}")
-
-
-def _preview_words(text: str, zone: str, start_at: datetime, count: int,
-                   as_json: bool) -> None:
-    from kodosumi_timer import words
-
-    rule = words.read_rule(text, zone, start_at)
-    times = words.upcoming(rule, zone, start_at, count)
-    fields = {name: value.isoformat() if isinstance(value, datetime) else value
-              for name, value in rule.fields().items()}
-    if as_json:
-        click.echo(json.dumps({
-            "text": text, "timezone": zone, "rule": fields, "description": rule.description,
-            "times": [{"utc": t.utc.isoformat(), "local": t.local.isoformat(),
-                       "dst_note": t.dst_note} for t in times]}, indent=2))
-        return
-    if rule.cron_expression is not None:
-        read_as = f"cron {rule.cron_expression!r}"
-    elif rule.every is not None:
-        read_as = f"interval every {rule.every}" + (
-            f" from {rule.anchor:%Y-%m-%d %H:%M} UTC" if rule.anchor else "")
+def _preview_json(expression: str | None, every: str | None,
+                  answer: "PreviewResponse") -> dict[str, object]:
+    """The preview for scripts: the rule as given, and what the API's preview says."""
+    body: dict[str, object] = {}
+    if answer.rule is not None:
+        body["text"] = expression
+    elif expression is not None:
+        body["expression"] = expression
     else:
-        read_as = f"once at {rule.run_at:%Y-%m-%d %H:%M} UTC"
-    click.echo(f"{rule.description} ({zone})")
-    click.echo(f"  read as: {read_as}")
-    _echo_times(times)
+        body["every"] = every
+    body["timezone"] = answer.timezone
+    if answer.rule is not None:
+        body["rule"] = answer.rule.model_dump(mode="json")
+    body["description"] = answer.description
+    times = []
+    for t in answer.times:
+        time_ = {"utc": t.utc.isoformat(), "local": t.local.isoformat(),
+                 "dst_note": t.dst_note}
+        if t.send_at is not None:
+            time_["send_at"] = t.send_at.isoformat()
+        if t.skipped is not None:
+            time_["skipped"] = t.skipped
+        times.append(time_)
+    body["times"] = times
+    if answer.dst_effects:
+        body["dst_effects"] = answer.dst_effects
+    return body
+
+
+def _echo_times(times: "Sequence[PreviewTime]") -> None:
+    with_seconds = any(t.local.second for t in times)
+    when = "%a %Y-%m-%d %H:%M:%S %Z" if with_seconds else "%a %Y-%m-%d %H:%M %Z"
+    for t in times:
+        marks = [f"skipped: {t.skipped}"] if t.skipped else []
+        if t.send_at is not None and not t.skipped:
+            marks.append(f"sent {t.send_at.astimezone(t.local.tzinfo):%H:%M:%S} (jitter)")
+        if t.dst_note:
+            marks.append(f"* {t.dst_note}")
+        click.echo(f"  {t.local.strftime(when):<28} "
+                   f"{t.utc.strftime('%Y-%m-%d %H:%M' + ':%S' * with_seconds)} UTC"
+                   + "".join(f"  {m}" for m in marks))
 
 
 @cli.command()

@@ -16,6 +16,15 @@ import click
 import httpx
 import yaml
 
+from kodosumi_timer.cli_rules import (
+    CLEARABLE,
+    OVERLAPS,
+    read_as,
+    rule_fields,
+    rule_options,
+    said_as_option,
+    settings_lines,
+)
 from kodosumi_timer.client import (
     ClientError,
     Credentials,
@@ -104,10 +113,15 @@ def _local(value: str | None, zone: str, weekday: bool = True) -> str:
 
 
 def _rule(item: dict[str, Any]) -> str:
+    if item["schedule_type"] == "interval":
+        return f"every {item.get('every')}"
     return str(item.get("cron_expression")) if item["schedule_type"] == "cron" else "once"
 
 
 def _describe(item: dict[str, Any]) -> str:
+    if item["schedule_type"] == "interval":
+        return (f"every {item.get('every')} from {_local(item.get('anchor'), item['timezone'])}"
+                ", counted in elapsed time")
     if item["schedule_type"] != "cron":
         return f"once, at {_local(item.get('run_at'), item['timezone'])}"
     from kodosumi_timer import cron
@@ -137,6 +151,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]],
     return "\n".join(lines)
 
 
+def _catchup(item: dict[str, Any]) -> str:
+    late = f"a slot sent over {item['catchup_window']} s late"
+    return (f"{late} is missed, the latest of them runs at once (once)"
+            if item["catchup"] == "once" else f"{late} is missed (skip)")
+
+
 def show_schedule(item: dict[str, Any]) -> str:
     zone = item["timezone"]
     limit = f" of at most {item['max_runs']}" if item.get("max_runs") else ""
@@ -156,8 +176,8 @@ def show_schedule(item: dict[str, Any]) -> str:
          + (f" (fid {item['last_fid']})" if item.get("last_fid") else "")),
         ("runs", f"{item['run_count']}{limit}"),
         ("ends", _local(item.get("end_at"), zone) if item.get("end_at") else "-"),
-        ("policies", f"catchup {item['catchup']} (window {item['catchup_window']} s), "
-                     f"overlap {item['overlap']}"),
+        ("catchup", _catchup(item)),
+        *settings_lines(item),
         ("inputs", json.dumps(item.get("inputs") or {}, ensure_ascii=False)),
         ("version", f"{item['version']}, changed {_local(item['updated'], zone)}"),
     ]
@@ -240,7 +260,7 @@ def flows(url: str | None, as_json: bool) -> None:
 @click.option("--system", is_flag=True, help="Only the system schedules.")
 @click.option("--state", type=click.Choice(["active", "paused"]), default=None,
               help="Only active or only paused (and done) ones.")
-@click.option("--type", "kind", type=click.Choice(["once", "cron"]), default=None)
+@click.option("--type", "kind", type=click.Choice(["once", "cron", "interval"]), default=None)
 @click.option("--flow", default=None, help="Only those of this flow (name or URL).")
 @click.option("-q", "text", default=None, help="Only those whose title or flow has TEXT.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
@@ -347,50 +367,125 @@ def _inputs(pairs: Sequence[str]) -> dict[str, str]:
     return inputs
 
 
-@click.command()
-@click.option("-f", "--file", "path", default=None, metavar="FILE",
-              help="A schedule as YAML or JSON (the API's fields; `flow`, `cron`, `at` "
-                   "also do); `-` reads stdin. Options given as well win.")
-@click.option("--flow", default=None, help="The flow: its name (`koco-timer flows`) or URL.")
-@click.option("--cron", default=None, help='A cron rule, e.g. "0 8 * * MON".')
-@click.option("--at", "run_at", default=None,
-              help='Once, at this time, e.g. "2027-01-04 09:00" (in --timezone).')
-@click.option("--in", "run_in", default=None, help="Once, this long from now: 90s, 10m, 2h.")
-@click.option("--timezone", "zone", default=None,
-              help="IANA zone of the rule and of --at (default: this machine's).")
-@click.option("--title", default=None)
-@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
-              help="An input of the flow's form (repeat for more).")
-@click.option("--catchup", type=click.Choice(["once", "skip"]), default=None)
-@click.option("--catchup-window", type=int, default=None, help="Seconds a slot may be late.")
-@click.option("--overlap", type=click.Choice(["skip", "allow"]), default=None)
-@click.option("--end-at", default=None, help="cron: no runs after this time.")
-@click.option("--max-runs", type=int, default=None, help="cron: at most this many runs.")
-@url_option
-@json_option
-@one_line_errors
-def create(path: str | None, flow: str | None, cron: str | None, run_at: str | None,
-           run_in: str | None, zone: str | None, title: str | None, inputs: tuple[str, ...],
-           catchup: str | None, catchup_window: int | None, overlap: str | None,
-           end_at: str | None, max_runs: int | None, url: str | None, as_json: bool) -> None:
-    """Schedule a flow: once (--at, --in) or by a cron rule (--cron), from options or a file."""
-    body = read_schedule_file(path) if path else {}
+# the rule fields of the options: which kind each makes
+RULE_KINDS = {"cron_expression": "cron", "run_at": "once", "every": "interval"}
+TOO_MANY_RULES = "give one rule: --cron, --every, --when or a time (--at/--in)"
+
+
+def _rule_kind(body: dict[str, Any]) -> str | None:
+    """The schedule_type the body's rule fields make (None: the text says it)."""
+    given = [k for k in RULE_KINDS if body.get(k) not in (None, "")]
+    if body.get("text") and given:
+        raise ClientError(f"{TOO_MANY_RULES}; the rule in words (--when) is all of it")
+    if len(given) > 1:
+        raise ClientError(TOO_MANY_RULES)
+    return RULE_KINDS[given[0]] if given else None
+
+
+def _dst_policy(current: Any, gap: str | None, repeat: str | None,
+                clear: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The whole dst_policy after the options (None: they leave it as it is)."""
+    if gap is None and repeat is None and not {"dst-gap", "dst-repeat"} & set(clear):
+        return None
+    policy = dict(current) if isinstance(current, dict) else {}
+    for name, value in (("gap", gap), ("repeat", repeat)):
+        if f"dst-{name}" in clear:
+            policy[name] = None
+        if value is not None:
+            policy[name] = value
+    return {"gap": policy.get("gap"), "repeat": policy.get("repeat")}
+
+
+def _read_as(client: PanelClient, text: str, zone: str) -> str:
+    """How the panel reads a rule in words (before anything is saved)."""
+    answer = client.json("POST", "/schedule/preview",
+                         json={"text": text, "timezone": zone, "count": 1})
+    return f"{text!r} reads as: {answer['description']} ({read_as(answer['rule'])})"
+
+
+create_file_option = click.option(
+    "-f", "--file", "path", default=None, metavar="FILE",
+    help="A schedule as YAML or JSON (the API's fields; `flow`, `cron`, `at` also do); "
+         "`-` reads stdin. Options given as well win.")
+
+
+def _common_options[F: Callable[..., Any]](command: F) -> F:
+    """The options create and edit share, in the order --help lists them."""
+    options = [
+        click.option("--flow", default=None,
+                     help="The flow: its name (`koco-timer flows`) or URL."),
+        click.option("--cron", default=None, help='A cron rule, e.g. "0 8 * * MON".'),
+        click.option("--at", "run_at", default=None,
+                     help='Once, at this time, e.g. "2027-01-04 09:00" (in --timezone).'),
+        click.option("--in", "run_in", default=None,
+                     help="Once, this long from now: 90s, 10m, 2h."),
+        rule_options,
+        click.option("--timezone", "zone", default=None,
+                     help="IANA zone of the rule and of --at (on create, default: this "
+                          "machine's)."),
+        click.option("--title", default=None),
+        click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
+                     help="An input of the flow's form (repeat for more)."),
+        click.option("--catchup", type=click.Choice(["once", "skip"]), default=None),
+        click.option("--catchup-window", type=int, default=None,
+                     help="Seconds a slot may be late."),
+        click.option("--overlap", type=click.Choice(OVERLAPS), default=None,
+                     help="While the last run still runs, a slot is: skipped (skip), run "
+                          "too (allow), started when it ends (buffer_one), or ends it and "
+                          "starts (replace)."),
+        click.option("--end-at", default=None, help="No runs after this time."),
+        click.option("--max-runs", type=int, default=None, help="At most this many runs."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _option_fields(flow: str | None, cron: str | None, run_at: str | None,
+                   run_in: str | None, zone: str | None, title: str | None,
+                   catchup: str | None, catchup_window: int | None, overlap: str | None,
+                   end_at: str | None, max_runs: int | None,
+                   **rule: Any) -> dict[str, Any]:
+    """The API's fields of the options given (not inputs and dst_policy)."""
     if run_in is not None:
         run_at = in_duration(run_in, datetime.now(UTC))
     given = {"flow_url": flow, "cron_expression": cron, "run_at": run_at, "timezone": zone,
              "title": title, "catchup": catchup, "catchup_window": catchup_window,
              "overlap": overlap, "end_at": end_at, "max_runs": max_runs}
-    body.update({k: v for k, v in given.items() if v is not None})
+    fields = {k: v for k, v in given.items() if v is not None}
+    fields.update(rule_fields(**rule))
+    return fields
+
+
+@click.command()
+@create_file_option
+@_common_options
+@url_option
+@json_option
+@one_line_errors
+def create(path: str | None, inputs: tuple[str, ...], dst_gap: str | None,
+           dst_repeat: str | None, url: str | None, as_json: bool, **options: Any) -> None:
+    """Schedule a flow: once (--at, --in), by a cron rule (--cron), every so often
+    (--every) or by a rule in words (--when); from options or a file."""
+    body = read_schedule_file(path) if path else {}
+    fields = _option_fields(**options)
+    body.update(fields)
+    given = set(fields) | ({"inputs"} if inputs else set())
+    policy = _dst_policy(body.get("dst_policy"), dst_gap, dst_repeat)
+    if policy is not None:
+        body["dst_policy"] = policy
+        given |= {"dst_policy", "dst_policy.gap", "dst_policy.repeat"}
     if inputs:
         merged = dict(body.get("inputs") or {})
         merged.update(_inputs(inputs))
         body["inputs"] = merged
     if "schedule_type" not in body:
-        if body.get("cron_expression") and body.get("run_at"):
-            raise ClientError("give either a cron rule (--cron) or a time (--at/--in), not both")
-        if not body.get("cron_expression") and not body.get("run_at"):
-            raise ClientError("say when: --cron RULE, --at TIME or --in DURATION")
-        body["schedule_type"] = "cron" if body.get("cron_expression") else "once"
+        kind = _rule_kind(body)
+        if kind is None and not body.get("text"):
+            raise ClientError("say when: --cron RULE, --every DURATION, --when WORDS, "
+                              "--at TIME or --in DURATION")
+        if kind is not None:
+            body["schedule_type"] = kind
     body.setdefault("timezone", local_zone())
     if not body.get("flow_url"):
         raise ClientError("say which flow: --flow NAME (see `koco-timer flows`)")
@@ -398,7 +493,11 @@ def create(path: str | None, flow: str | None, cron: str | None, run_at: str | N
     try:
         if isinstance(body["flow_url"], str):
             body["flow_url"] = client.resolve_flow(body["flow_url"])
+        if body.get("text") and not as_json:
+            click.echo(_read_as(client, str(body["text"]), str(body["timezone"])))
         item = client.create(body)
+    except ClientError as exc:
+        raise said_as_option(exc, given) from exc
     finally:
         client.close()
     if as_json:
@@ -406,6 +505,172 @@ def create(path: str | None, flow: str | None, cron: str | None, run_at: str | N
         return
     click.echo(f"created {item['id'][:SHORT_ID]}")
     click.echo(show_schedule(item))
+
+
+# what an edit may change that `show` says differently: not listed as changed
+_NOT_CHANGES = ("version", "updated", "next_run", "note", "notes", "state", "enabled",
+                "inputs_problem", "notify")
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, new in after.items():
+        old = before.get(key)
+        if key in _NOT_CHANGES or old == new:
+            continue
+        said = [("-" if v in (None, [], {}) else
+                 json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else str(v))
+                for v in (old, new)]
+        lines.append(f"  {key:<20} {said[0]} → {said[1]}")
+    return lines
+
+
+@click.command()
+@click.argument("schedule_id", metavar="ID")
+@_common_options
+@click.option("--clear", multiple=True, type=click.Choice(sorted(CLEARABLE)),
+              metavar="OPTION",
+              help="Clear what this option set, back to its default (repeat for more): "
+                   + ", ".join(sorted(CLEARABLE)) + ".")
+@url_option
+@json_option
+@one_line_errors
+def edit(schedule_id: str, inputs: tuple[str, ...], dst_gap: str | None,
+         dst_repeat: str | None, clear: tuple[str, ...], url: str | None, as_json: bool,
+         **options: Any) -> None:
+    """Change a schedule: only what you give changes. --skip-date adds a date (with
+    --clear skip-date: replaces them); -i changes one input; --clear OPTION clears one."""
+    fields = _option_fields(**options)
+    for name in clear:
+        field = CLEARABLE[name]
+        if name == "skip-date":
+            continue  # with --skip-date: the dates given replace the ones there
+        if field in fields or (name == "dst-gap" and dst_gap) or \
+                (name == "dst-repeat" and dst_repeat):
+            raise ClientError(f"--{name} and --clear {name}: give one of them")
+    kind = _rule_kind(fields)
+    if kind is not None:
+        fields["schedule_type"] = kind
+    if not fields and not inputs and not clear and dst_gap is None and dst_repeat is None:
+        raise ClientError("nothing to change: give the options to change (--help lists "
+                          "them)")
+    given = set(fields) | ({"inputs"} if inputs else set())
+    client = open_panel(url)
+    try:
+        full = client.resolve_id(schedule_id)
+        before = client.schedule(full)
+        patch: dict[str, Any] = dict(fields)
+        for name in clear:
+            if not name.startswith("dst-") and CLEARABLE[name] not in fields:
+                patch[CLEARABLE[name]] = None
+                given.add(CLEARABLE[name])
+        if "exclude_dates" in fields and "skip-date" not in clear:
+            patch["exclude_dates"] = sorted(set(before.get("exclude_dates") or [])
+                                            | set(fields["exclude_dates"]))
+        policy = _dst_policy(before.get("dst_policy"), dst_gap, dst_repeat, clear)
+        if policy is not None:
+            patch["dst_policy"] = policy
+            given |= {"dst_policy", "dst_policy.gap", "dst_policy.repeat"}
+        if inputs:
+            patch["inputs"] = _inputs(inputs)
+        patch["version"] = before["version"]  # 409 if someone changed it meanwhile
+        if patch.get("text") and not as_json:
+            click.echo(_read_as(client, str(patch["text"]),
+                                str(patch.get("timezone") or before["timezone"])))
+        item = client.json("PATCH", f"/schedule/{full}", content=json.dumps(patch),
+                           headers={"content-type": "application/merge-patch+json"})
+    except ClientError as exc:
+        raise said_as_option(exc, given) from exc
+    finally:
+        client.close()
+    if as_json:
+        _print_json(item)
+        return
+    changed = _changes(before, item)
+    click.echo(f"edited {item['id'][:SHORT_ID]} ({_title(item) or flow_name(item['flow_url'])})"
+               + (":" if changed else ": nothing changed"))
+    for line in changed:
+        click.echo(line)
+    click.echo(show_schedule(item))
+
+
+@click.command()
+@click.argument("schedule_id", metavar="ID")
+@click.option("--from", "start", required=True, metavar="TIME",
+              help='The start of the past period, e.g. "2026-11-30" or "2026-11-30 08:00" '
+                   "(in the schedule's zone unless it has an offset).")
+@click.option("--to", "end", required=True, metavar="TIME",
+              help="The end of the period (not included; not in the future).")
+@url_option
+@json_option
+@one_line_errors
+def backfill(schedule_id: str, start: str, end: str, url: str | None, as_json: bool) -> None:
+    """Run every slot of a schedule's rule in a past period now (at most 1,000), each
+    recorded with trigger `backfill`."""
+    client = open_panel(url)
+    try:
+        item = client.schedule(client.resolve_id(schedule_id))
+        answer = client.json("POST", f"/schedule/{item['id']}/backfill",
+                             json={"start": start.strip(), "end": end.strip()})
+    except ClientError as exc:
+        raise said_as_option(exc, {"start", "end"}) from exc
+    finally:
+        client.close()
+    if as_json:
+        _print_json(answer)
+        return
+    short, zone, queued = item["id"][:SHORT_ID], item["timezone"], answer["queued"]
+    slots = (f"its slot at {_local(answer['first'], zone)}" if queued == 1 else
+             f"its slots from {_local(answer['first'], zone)} to "
+             f"{_local(answer['last'], zone)}")
+    one = queued == 1
+    click.echo(f"queued {queued} run{'' if one else 's'} of {short} "
+               f"({_title(item) or flow_name(item['flow_url'])}) for {slots};")
+    click.echo(f"{'it starts' if one else 'they start'} now, paced like every launch; "
+               f"`koco-timer runs {short}` shows how {'it goes' if one else 'they go'}")
+
+
+@click.command()
+@click.argument("schedule_id", metavar="ID")
+@click.option("--revoke", is_flag=True, help="Revoke the trigger URL: it then answers 404.")
+@url_option
+@json_option
+@one_line_errors
+def hook(schedule_id: str, revoke: bool, url: str | None, as_json: bool) -> None:
+    """Make a trigger URL that runs the schedule from outside, without a login (its
+    token is shown only now), or --revoke it."""
+    client = open_panel(url)
+    try:
+        item = client.schedule(client.resolve_id(schedule_id))
+        answer = client.json("DELETE" if revoke else "POST", f"/schedule/{item['id']}/hook")
+    except ClientError as exc:
+        if str(exc) == "no such route":
+            raise ClientError(f"the panel at {client.url} has no trigger URLs (no route "
+                              "/schedule/{id}/hook): it runs an older kodosumi-timer") from exc
+        raise
+    finally:
+        client.close()
+    short = item["id"][:SHORT_ID]
+    name = _title(item) or flow_name(item["flow_url"])
+    if revoke:
+        if as_json:
+            _print_json({"revoked": item["id"]})
+        else:
+            click.echo(f"revoked the trigger URL of {short} ({name}): it answers 404 now")
+        return
+    if as_json:
+        _print_json(answer)
+        return
+    link = str(answer["url"])
+    if link.startswith("/"):
+        link = client.url + link
+    inputs = (' (with a JSON body {"inputs": {...}} merged over the stored inputs)'
+              if item.get("hook_inputs") else "")
+    click.echo(f"trigger URL of {short} ({name}), shown only now:\n"
+               f"  url    {link}\n"
+               f"  token  {answer['token']}\n"
+               f"a POST to it runs the schedule now as you{inputs}; making one again "
+               f"replaces it; `koco-timer hook {short} --revoke` ends it")
 
 
 def _act(verb: str, action: Callable[..., dict[str, Any] | None],
@@ -497,8 +762,8 @@ def runs(schedule_id: str, limit: int, url: str | None, as_json: bool) -> None:
         click.echo(f"({len(page['items'])} of {page['total']}; --limit for more)")
 
 
-USER_COMMANDS = (login, logout, flows, list_schedules, show, create, pause, resume, run_now,
-                 remove, runs)
+USER_COMMANDS = (login, logout, flows, list_schedules, show, create, edit, pause, resume,
+                 run_now, backfill, hook, remove, runs)
 
 
 def register(group: click.Group) -> None:

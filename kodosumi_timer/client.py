@@ -24,7 +24,12 @@ MIN_PREFIX = 4
 
 
 class ClientError(RuntimeError):
-    """A failed command, said in one line."""
+    """A failed command, said in one line; ``field`` is the API's name of the input at
+    fault, when it named one (the CLI says which option that is)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def default_auth_file() -> Path:
@@ -128,6 +133,15 @@ def _error_line(response: httpx.Response) -> str:
     return f"the panel answered {response.status_code} {response.reason_phrase}"
 
 
+def _error_field(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    field = body.get("field") if isinstance(body, dict) else None
+    return field if isinstance(field, str) and field else None
+
+
 class PanelClient:
     """Synchronous calls to one panel; every failure becomes a :class:`ClientError`."""
 
@@ -164,7 +178,7 @@ class PanelClient:
             raise ClientError(f"the panel failed on {method} {path} "
                               f"({response.status_code}): {_error_line(response)}")
         if response.status_code >= 400:
-            raise ClientError(_error_line(response))
+            raise ClientError(_error_line(response), field=_error_field(response))
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -53,9 +53,18 @@ class TimerSettings(BaseSettings):
     # seconds the timer waits for the panel's answer to a launch
     TIMER_LAUNCH_TIMEOUT: float = Field(30.0, gt=0)
 
+    # run history (issue 12): each schedule keeps its newest KEEP_RUNS runs and none
+    # older than KEEP_DAYS days; the rest is pruned every PRUNE_EVERY seconds
+    TIMER_KEEP_RUNS: int = Field(1000, ge=1)
+    TIMER_KEEP_DAYS: float = Field(90.0, gt=0)
+    TIMER_PRUNE_EVERY: float = Field(300.0, gt=0)
+
     # notifications (issue 12): URL prefixes, comma-separated, that deliveries may reach
     # although they are private, loopback or link-local (e.g. http://127.0.0.1)
     TIMER_NOTIFY_ALLOW: str = ""
+    # GET /metrics (issue 12) is open to scrapers unless this is set; then it asks for
+    # "Authorization: Bearer <this token>"
+    TIMER_METRICS_TOKEN: str | None = None
 
     # the commands (issue 17): refuse kodosumi's default secret unless this is true; how
     # long a command waits for Ray, the store or the panel before it says it cannot reach

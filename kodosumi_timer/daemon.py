@@ -20,6 +20,8 @@ from kodosumi_timer import lock
 from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
 from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
+from kodosumi_timer.history import Pruner
+from kodosumi_timer.metrics import CountingStore, TimerMetrics
 from kodosumi_timer.notify import guard
 from kodosumi_timer.notify.delivery import Sender
 from kodosumi_timer.notify.loop import Notifier
@@ -108,15 +110,24 @@ class TimerParts:
         self.notifier = Notifier(self.store, Sender(guard.allow_list(s.TIMER_NOTIFY_ALLOW)),
                                  s.TIMER_PANEL_URL)
         self.notifying = asyncio.get_running_loop().create_task(self.notifier.run())
-        return Timer(self.store, self.launcher, self.roles, self.waker, timer_config(s),
-                     clock=utcnow, on_stats=self.on_stats, system=self.system)
+        # run history kept bounded, beside the timer too, away from the launch path
+        self.pruner = Pruner(self.store, s.TIMER_KEEP_RUNS, s.TIMER_KEEP_DAYS,
+                             every=s.TIMER_PRUNE_EVERY)
+        self.pruning = asyncio.get_running_loop().create_task(self.pruner.run())
+        # the timer's figures (issue 12): runs counted by status as the timer writes them
+        metrics = TimerMetrics()
+        return Timer(CountingStore(self.store, metrics), self.launcher, self.roles, self.waker,
+                     timer_config(s), clock=utcnow, on_stats=self.on_stats, system=self.system,
+                     metrics=metrics)
 
     async def __aexit__(self, *exc: object) -> None:
+        self.pruner.stop()
         self.notifier.stop()
         try:  # a delivery cut short is held by its lease and sent again by the next start
             await asyncio.wait_for(self.notifying, 10)
         except TimeoutError:
             log.warning("the notifier did not stop within 10 s; cancelled")
+        await asyncio.gather(self.pruning, return_exceptions=True)
         await self.notifier.sender.close()
         await self.system.close()
         await self.launcher.close()
@@ -132,7 +143,7 @@ async def _serve(settings: TimerSettings) -> None:
         raise AlreadyRunning("a timer is already registered on this Ray cluster") from exc
 
     def publish(stats: TimerStats) -> None:
-        actor.update.remote(stats.fires, stats.failures)
+        actor.update.remote(stats.fires, stats.failures, stats.figures)
 
     try:
         async with TimerParts(settings, lock.RayWaker(actor), publish) as timer:
@@ -160,7 +171,7 @@ class TimerActorState(lock.LockState):
 
     async def _run(self) -> None:
         def publish(stats: TimerStats) -> None:
-            self.meta.update(fires=stats.fires, failures=stats.failures)
+            self.note(stats.fires, stats.failures, stats.figures)
 
         async with TimerParts(self.settings, lock.DirectWaker(self), publish) as timer:
             self.timer = timer

@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from kodosumi_timer import __version__
 from kodosumi_timer.preflight import mask_url
 
 NAMESPACE = "kodosumi"
@@ -25,7 +26,9 @@ class LockState:
         self.meta: dict[str, Any] = {
             # masked here, so no caller can publish a password through the meta
             "pid": pid, "host": host, "database": mask_url(database), "started": time.time(),
-            "fires": 0, "failures": 0, "mode": mode,
+            "fires": 0, "failures": 0, "mode": mode, "version": __version__,
+            # the timer's own figures (kodosumi_timer.metrics), with its last heartbeat
+            "figures": {},
         }
         self.generation = 0
         self.changed = asyncio.Event()
@@ -33,8 +36,15 @@ class LockState:
     async def get_meta(self) -> dict[str, Any]:
         return dict(self.meta)
 
-    async def update(self, fires: int, failures: int) -> None:
+    async def update(self, fires: int, failures: int,
+                     figures: dict[str, Any] | None = None) -> None:
+        self.note(fires, failures, figures)
+
+    def note(self, fires: int, failures: int, figures: dict[str, Any] | None) -> None:
+        """What the timer published last (``figures``: a small JSON-able snapshot)."""
         self.meta.update(fires=fires, failures=failures)
+        if figures is not None:
+            self.meta["figures"] = figures
 
     async def wake(self) -> int:
         self.generation += 1

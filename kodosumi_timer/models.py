@@ -456,6 +456,8 @@ class RunList(BaseModel):
     total: int
     limit: int
     offset: int
+    kept: str | None = Field(None, description="how much run history is kept (older runs "
+                                               "are pruned: KODO_TIMER_KEEP_RUNS, _DAYS)")
 
 
 class ErrorBody(BaseModel):

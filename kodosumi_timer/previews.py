@@ -20,6 +20,7 @@ def rule_preview(data: PreviewRequest, now: datetime) -> PreviewResponse:
         raise InvalidInput(str(exc), field="timezone") from exc
     shown: PreviewRule | None = None
     description: str | None = None
+    said_note: str | None = None  # a one-off in words says itself if it fell in a DST gap
     kind, expression, run_at, every, anchor = _given_rule(data)
     if data.text is not None:
         try:
@@ -30,6 +31,7 @@ def rule_preview(data: PreviewRequest, now: datetime) -> PreviewResponse:
         description = said.description
         kind, expression, run_at = said.schedule_type, said.cron_expression, said.run_at
         every, anchor = said.every_seconds, said.anchor
+        said_note = said.note
     if kind == "once":
         assert run_at is not None
         try:
@@ -40,8 +42,8 @@ def rule_preview(data: PreviewRequest, now: datetime) -> PreviewResponse:
         return PreviewResponse(
             description=description or f"Once, at {local.strftime('%Y-%m-%d %H:%M %Z')}",
             timezone=data.timezone, rule=shown,
-            times=[PreviewTime(utc=instant, local=local, dst_note=note, send_at=None,
-                               skipped=None)])
+            times=[PreviewTime(utc=instant, local=local, dst_note=note or said_note,
+                               send_at=None, skipped=None)])
     if kind == "interval":
         assert every is not None
         anchor = _anchor(anchor, data.timezone, now)

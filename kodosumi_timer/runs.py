@@ -33,6 +33,10 @@ ACTIVE = (RunStatus.LAUNCHED, RunStatus.RUNNING)
 PENDING = (RunStatus.QUEUED, RunStatus.LAUNCHING, *ACTIVE)
 # ended failing: counted in a row for the schedule's pause_after_failures
 FAILING = (RunStatus.ERROR, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.TIMED_OUT)
+# ended: nothing more will happen to them (history may be pruned)
+ENDED = (RunStatus.FINISHED, RunStatus.ERROR, RunStatus.MISSED, RunStatus.SKIPPED,
+         RunStatus.REJECTED, RunStatus.FAILED, RunStatus.UNKNOWN, RunStatus.TIMED_OUT,
+         RunStatus.REPLACED)
 # ended without an execution, at the moment they were recorded
 ENDED_UNLAUNCHED = (RunStatus.MISSED, RunStatus.SKIPPED, RunStatus.FAILED,
                     RunStatus.REJECTED)

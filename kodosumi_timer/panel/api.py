@@ -30,6 +30,7 @@ from kodosumi_timer.errors import (
     NotFound,
     TimerError,
 )
+from kodosumi_timer.history import kept
 from kodosumi_timer.models import (
     AttentionResponse,
     BackfillRequest,
@@ -530,7 +531,9 @@ class ScheduleController(Controller):
         items = [run_response(r) for r in rows]
         for item in items:
             item.notifications = [delivery_response(n) for n in sent if n.run_id == item.id]
-        return RunList(items=items, total=total, limit=limit, offset=offset)
+        settings = services.settings
+        return RunList(items=items, total=total, limit=limit, offset=offset,
+                       kept=kept(settings.TIMER_KEEP_RUNS, settings.TIMER_KEEP_DAYS))
 
     @get("/{schedule_id:str}/changes", summary="Change log of a schedule", responses=NOT_FOUND,
          operation_id="scheduleChanges", operation_class=ApiOperation,

@@ -22,6 +22,7 @@ from kodosumi_timer.panel.api import (
     ScheduleController,
     install_route_errors,
 )
+from kodosumi_timer.panel.metrics import metrics
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices
@@ -83,6 +84,7 @@ def create_app(**kodosumi_settings: Any) -> Litestar:
     app.register(schedule_router())
     install_route_errors(app)
     app.register(pages_router())
+    app.register(metrics)
     assert app.template_engine is not None
     install_templates(app.template_engine.engine)
     return app
@@ -93,7 +95,7 @@ def create_api_app(services: PanelServices) -> Litestar:
     from kodosumi.service.jwt import JWTAuthenticationMiddleware
 
     app = Litestar(
-        route_handlers=[schedule_router()],
+        route_handlers=[schedule_router(), metrics],
         middleware=[DefineMiddleware(JWTAuthenticationMiddleware, exclude_from_auth_key="no_auth")],
         state=State({STATE_KEY: services}),
     )

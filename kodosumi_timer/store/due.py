@@ -145,6 +145,8 @@ def _dates(value: Any) -> frozenset[date]:
         return frozenset()
     try:
         items = json.loads(value) if isinstance(value, str | bytes) else value
+        if items is None:  # the API stores "no dates" as JSON null
+            return frozenset()
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ValueError
         return frozenset(date.fromisoformat(item) for item in items)

@@ -46,6 +46,7 @@ from kodosumi_timer import reasons
 from kodosumi_timer.runs import ACTIVE, FAILING, PENDING, RunStatus
 from kodosumi_timer.store.due import COLUMNS as DUE_NAMES
 from kodosumi_timer.store.due import BadRow, DueSchedule, decode
+from kodosumi_timer.store.history import HistoryRows
 from kodosumi_timer.store.migrate import upgrade
 from kodosumi_timer.store.notifications import NotificationStore
 from kodosumi_timer.store.system_rows import SystemRows
@@ -194,7 +195,7 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-class Store(SystemRows, NotificationStore):
+class Store(SystemRows, NotificationStore, HistoryRows):
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)

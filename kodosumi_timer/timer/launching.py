@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from kodosumi_timer import policy, reasons
 from kodosumi_timer.bridge import Launcher, LaunchOutcome, Reconciled, Unanswered
+from kodosumi_timer.metrics import TimerMetrics
 from kodosumi_timer.rules import jitter_offset
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
@@ -159,6 +160,7 @@ class Launching:
     in_send: set[int] = field(default_factory=set)  # runs whose request may be going out
     failures: int = 0
     waiting: list[datetime] = field(default_factory=list)  # instants launches sleep to
+    metrics: TimerMetrics = field(default_factory=TimerMetrics)
 
     def busy(self, clearance: float = 0.5) -> bool:
         """Whether requests are being sent or one is due in less than ``clearance`` s."""
@@ -203,6 +205,8 @@ class Launching:
             if schedule.overlap == "replace":
                 await self.replace_running(claim)
             self.in_send.add(run.id)
+            if run.trigger == "timer":  # lateness: from its instant to its request
+                self.metrics.fired((self.clock() - send_at(claim)).total_seconds())
             launched = False
             try:
                 result = await self.send(claim, ticket)
@@ -269,6 +273,7 @@ class Launching:
                         schedule.flow_url, schedule.owner, dict(schedule.inputs), marker=marker)
             except Exception as exc:  # whatever it was, the request may have gone out
                 outcome = LaunchOutcome("in_doubt", reason=f"launch error: {exc!r}"[:300])
+            self.metrics.answered((self.clock() - sent_at).total_seconds())
             if ticket is not None:
                 self.pacer.observe(ticket, overloaded=outcome.kind in ("in_doubt", "not_sent")
                                    or (outcome.kind == "refused" and outcome.retryable))

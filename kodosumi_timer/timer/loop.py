@@ -16,11 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from kodosumi_timer import policy, reasons
 from kodosumi_timer.bridge import Launcher, Roles, mint_token
 from kodosumi_timer.clock import utcnow
+from kodosumi_timer.metrics import TimerMetrics
 from kodosumi_timer.runs import RunStatus
 from kodosumi_timer.store import RunRow, Store
 from kodosumi_timer.store.due import BadRow, DueSchedule
@@ -75,6 +76,7 @@ class TimerStats:
     failures: int = 0
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
+    figures: dict[str, Any] = field(default_factory=dict)  # kodosumi_timer.metrics
 
 
 class Timer:
@@ -83,8 +85,11 @@ class Timer:
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  system: SystemSource | None = None,
-                 on_stats: Callable[[TimerStats], None] | None = None):
+                 on_stats: Callable[[TimerStats], None] | None = None,
+                 metrics: TimerMetrics | None = None):
         self.config = config = config or TimerConfig()
+        # the figures it publishes (a CountingStore may share them to count runs)
+        self.metrics = metrics if metrics is not None else TimerMetrics()
         self.store = store
         self.launcher = launcher
         self.waker = waker
@@ -108,7 +113,7 @@ class Timer:
         self.launching = Launching(
             store=store, launcher=launcher, pacer=self.pacer, gate=self.gate,
             writer=self.writer, clock=clock, sleep=sleep, attempts=config.launch_attempts,
-            backoff=config.backoff, system_user=config.system_user)
+            backoff=config.backoff, system_user=config.system_user, metrics=self.metrics)
         self.follower = Follower(store, launcher, self.pacer, clock, self.launching.busy,
                                  on_release=self._nudged.set)
         self._stopping = asyncio.Event()
@@ -151,6 +156,8 @@ class Timer:
                     delay = await self.seconds_to_next()
                 except Exception:  # the store may be briefly away: log, back off, go on
                     log.exception("timer step failed; retrying")
+                    self.metrics.store_error()
+                    self._publish()  # the heartbeat goes on while the store is away
                     delay = min(self.config.interval, 5.0)
                 if self.system is not None:
                     delay = min(delay, self.system.check_interval)
@@ -388,6 +395,9 @@ class Timer:
 
     def _publish(self) -> None:
         self.stats.failures = self.planner.failures + self.launching.failures
+        self.stats.figures = self.metrics.snapshot(
+            self.clock(), waiting=self.pacer.waiting, in_flight=self.pacer.in_flight,
+            running=self.pacer.running.total())
         if self.on_stats is not None:
             try:
                 self.on_stats(self.stats)

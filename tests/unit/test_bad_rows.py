@@ -84,3 +84,29 @@ def test_a_next_run_written_in_another_form_is_claimed_once_and_moves_on(tmp_pat
     never matched the claim's guard, so the schedule stayed due and never fired.
     (PostgreSQL stores a time, not the text it was given.)"""
     asyncio.run(_one_example(f"sqlite+aiosqlite:///{tmp_path}/s.db", "next_run", value))
+
+
+def test_no_excluded_dates_stored_as_json_null_is_no_dates(tmp_path):
+    """Found on the real stack: the API stores a schedule without exclude_dates as JSON
+    null (the text 'null'), which the timer read as garbage and paused every such
+    schedule."""
+    async def run() -> None:
+        from kodosumi_timer.timer import LocalWaker, Timer, TimerConfig
+
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/s.db")
+        try:
+            row = await store.add_schedule(schedule(owner="o", exclude_dates=None))
+            async with store.engine.begin() as conn:
+                stored = (await conn.execute(text("SELECT exclude_dates FROM schedule"))
+                          ).scalar_one()
+            assert stored == "null"
+            launcher = FakeLauncher()
+            timer = Timer(store, launcher, FakeRoles(), LocalWaker(),
+                          TimerConfig(backoff=lambda attempt: 0.0), clock=Clock(T0))
+            await timer.fire_due()
+            await timer.drain()
+            assert (await store.runs(row.id))[0][0].status == "launched"
+        finally:
+            await store.close()
+
+    asyncio.run(run())
