@@ -65,6 +65,8 @@ class TimerSettings(BaseSettings):
     # GET /metrics (issue 12) is open to scrapers unless this is set; then it asks for
     # "Authorization: Bearer <this token>"
     TIMER_METRICS_TOKEN: str | None = None
+    # trigger URLs (issue 13): calls one URL takes per minute, at most (per panel process)
+    TIMER_HOOK_RATE: int = Field(6, ge=1)
 
     # the commands (issue 17): refuse kodosumi's default secret unless this is true; how
     # long a command waits for Ray, the store or the panel before it says it cannot reach

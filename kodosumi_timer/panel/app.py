@@ -22,6 +22,7 @@ from kodosumi_timer.panel.api import (
     ScheduleController,
     install_route_errors,
 )
+from kodosumi_timer.panel.hooks import HookController, call_hook
 from kodosumi_timer.panel.metrics import metrics
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
@@ -32,7 +33,8 @@ from kodosumi_timer.store import open_store
 
 
 def schedule_router() -> Router:
-    return Router(path="/schedule", route_handlers=[ScheduleController],
+    return Router(path="/schedule", route_handlers=[ScheduleController, HookController,
+                                                    call_hook],
                   exception_handlers=EXCEPTION_HANDLERS)
 
 

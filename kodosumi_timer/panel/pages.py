@@ -21,8 +21,11 @@ from markupsafe import Markup
 from kodosumi_timer import cron
 from kodosumi_timer.bridge import rendered
 from kodosumi_timer.errors import TimerError
-from kodosumi_timer.models import ScheduleResponse
+from kodosumi_timer.models import PreviewRequest, PreviewTime, ScheduleResponse
 from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
+from kodosumi_timer.panel.settings_words import OVERLAP_WORDS, interval_words, settings_in_words
+from kodosumi_timer.previews import rule_preview
+from kodosumi_timer.rules import parse_every
 from kodosumi_timer.runs import PENDING, RunStatus
 from kodosumi_timer.schedules import canonical_flow_url, to_response
 from kodosumi_timer.store import ScheduleRow
@@ -33,7 +36,8 @@ SYSTEM_LIMIT = 100
 CHANGES_SHOWN = 20  # the newest entries of the change log on the detail page
 SHOW = ("all", "active", "paused", "done")
 # run statuses that mean "the last execution went wrong": the list marks these as failing
-FAILING = frozenset({RunStatus.ERROR, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.UNKNOWN})
+FAILING = frozenset({RunStatus.ERROR, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.UNKNOWN,
+                     RunStatus.TIMED_OUT})
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ def rule_in_words(row: ScheduleRow | ScheduleResponse) -> str:
             return cron.describe(row.cron_expression)
         except ValueError:
             return row.cron_expression
+    if row.schedule_type == "interval":
+        return interval_words(row if isinstance(row, ScheduleResponse) else to_response(row))
     if row.run_at is None:
         return "Once"
     local = row.run_at.astimezone(cron.parse_zone(row.timezone))
@@ -79,6 +85,9 @@ LAST_RUN = {
     "missed": "was missed", "skipped": "was skipped: the one before was still going",
     "queued": "is waiting to start", "launching": "is starting",
     "launched": "has started", "running": "is still going",
+    "timed_out": "ran past its timeout and was ended",
+    "buffered": "waits for the run before to end",
+    "replaced": "was ended for the next run (overlap: replace)",
 }
 NOT_RUN = frozenset({RunStatus.MISSED, RunStatus.SKIPPED})
 
@@ -99,7 +108,7 @@ def display_state(row: ScheduleRow | ScheduleResponse) -> Display:
     told = f"its last run {LAST_RUN.get(last, last)}"
     if last == "finished":
         return Display("done", "task_alt", "Done", f"Done: {told}")
-    if last in PENDING:
+    if last in PENDING or last == RunStatus.BUFFERED:
         return Display("running", "autorenew", "Running", f"Done firing; {told}")
     if last in NOT_RUN:
         return Display("missed", "history_toggle_off", last.capitalize(), f"Ended: {told}")
@@ -165,16 +174,39 @@ def _offset(moment: datetime) -> str:
     return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def upcoming_times(times: Sequence[cron.FireTime], zone: str,
-                   now: datetime) -> list[dict[str, Any]]:
-    """Fire times with the DST shifts marked: a moved wall time (the API's note) and a
-    change of the zone's UTC offset since the time before (or since now)."""
+def upcoming_slots(data: ScheduleResponse, now: datetime,
+                   count: int = 5) -> tuple[list[dict[str, Any]], list[str]]:
+    """The next slots of a repeating schedule as the API's preview tells them (skipped
+    dates, send times under jitter, DST notes and clock changes) and what each DST choice
+    does at the zone's next transitions."""
+    if data.state != "active" or data.schedule_type == "once":
+        return [], []
+    policy = data.dst_policy
+    request = PreviewRequest(
+        cron_expression=data.cron_expression if data.schedule_type == "cron" else None,
+        run_at=None, text=None,
+        every=parse_every(data.every) if data.every else None,
+        anchor=data.anchor if data.schedule_type == "interval" else None,
+        timezone=data.timezone, exclude_dates=data.exclude_dates,
+        dst_policy=policy if policy.gap or policy.repeat else None,
+        jitter=data.jitter or None, schedule_id=data.id, count=count)
+    try:
+        preview = rule_preview(request, now)
+    except (TimerError, ValueError):
+        return [], []
+    return _marked(preview.times, data.timezone, now), preview.dst_effects
+
+
+def _marked(times: Sequence[PreviewTime], zone: str, now: datetime) -> list[dict[str, Any]]:
+    """The slots with the DST shifts marked: a moved wall time (the API's note) and a
+    change of the zone's UTC offset since the slot before (or since now)."""
     previous = _offset(now.astimezone(cron.parse_zone(zone)))
     out = []
     for t in times:
         offset = _offset(t.local)
         shift = f"clock change: {previous} → {offset}" if offset != previous else None
-        out.append({"utc": t.utc, "local": t.local, "note": t.dst_note, "shift": shift})
+        out.append({"utc": t.utc, "local": t.local, "note": t.dst_note, "shift": shift,
+                    "send_at": t.send_at, "skipped": t.skipped})
         previous = offset
     return out
 
@@ -281,24 +313,22 @@ class SchedulePages(Controller):
         data = to_response(row)
         changes, changes_total = await services.store.changes(row.id, CHANGES_SHOWN)
         owners = await services.roles.names([row.owner, *(c.actor for c in changes)])
-        upcoming: list[dict[str, Any]] = []
-        now = services.clock()
-        if row.state == "active" and row.schedule_type == "cron" and row.cron_expression:
-            try:
-                upcoming = upcoming_times(
-                    cron.preview(row.cron_expression, row.timezone, now, 5), row.timezone, now)
-            except ValueError:
-                upcoming = []
+        upcoming, dst_effects = upcoming_slots(data, services.clock())
         mine = row.owner == viewer.role_id
         window = duration(row.catchup_window)
         return Template("schedule/detail.html", context={
-            "s": data, "json": data.model_dump(mode="json"), "rule": rule_in_words(row),
+            "s": data, "json": data.model_dump(mode="json"), "rule": rule_in_words(data),
             "display": display_state(row), "story": what_happened(row), "upcoming": upcoming,
+            "overlap": OVERLAP_WORDS.get(data.overlap, data.overlap),
+            "dst_effects": dst_effects, "settings": settings_in_words(data),
             "owner_name": owners.get(row.owner, row.owner), "mine": mine, "window": window,
             # the API's rules: system schedules are changed in their file, never here;
             # pause/resume/run now on them is for operators
             "can_edit": not row.system,
             "can_act": not row.system or viewer.operator,
+            # the trigger URL runs the schedule as its owner: only they make it (operators
+            # for system schedules)
+            "can_hook": operator_or_owner(row, viewer),
             "operator": viewer.operator,
             "changes": changes, "changes_total": changes_total, "names": owners,
             # the agent's form may have changed since the inputs were saved
@@ -321,6 +351,10 @@ class SchedulePages(Controller):
         return Template("schedule/form.html", context={
             "mode": "edit", "schedule": to_response(row).model_dump(mode="json"),
             "flow": row.flow_url, "operator": viewer.operator})
+
+
+def operator_or_owner(row: ScheduleRow, viewer: Viewer) -> bool:
+    return viewer.operator if row.system else row.owner == viewer.role_id
 
 
 def _missing(schedule_id: str) -> Template:

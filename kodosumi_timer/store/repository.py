@@ -943,6 +943,28 @@ class Store(SystemRows, NotificationStore, HistoryRows):
             return None
         return run
 
+    # ---- trigger URLs (issue 13) -------------------------------------------------
+
+    async def schedule_by_hook(self, hook_hash: str) -> ScheduleRow | None:
+        """The schedule whose trigger URL's token has this SHA-256 (hex), if any."""
+        async with self.session() as s:
+            query = select(ScheduleRow).where(ScheduleRow.hook_hash == hook_hash)
+            return (await s.execute(query)).scalar_one_or_none()
+
+    async def queue_hook_run(self, schedule: ScheduleRow, now: datetime,
+                             inputs: dict[str, Any] | None) -> RunRow | None:
+        """A trigger URL's call: a "run now" request (trigger ``hook``) launched with
+        ``inputs`` when given, else with the schedule's; None when a run of this
+        schedule is recorded for this very instant already."""
+        run = RunRow(schedule_id=schedule.id, owner=schedule.owner, slot=now, attempt=1,
+                     trigger="hook", status="queued", inputs=inputs)
+        try:
+            async with self.session.begin() as s:
+                s.add(run)
+        except IntegrityError:
+            return None
+        return run
+
     async def delete_schedule_logged(self, schedule_id: str) -> bool:
         """Delete a schedule with its run history and its change log."""
         async with self.session.begin() as s:

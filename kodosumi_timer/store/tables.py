@@ -137,6 +137,9 @@ class RunRow(Base):
     timer_id: Mapped[str | None] = mapped_column(String(64))
     # a claim belongs to timer_id until then; afterwards another timer may take it over
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the inputs this run launches with when they are not its schedule's (a trigger URL's
+    # call merged its own over them; migration 0007); NULL: the schedule's
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     __table_args__ = (
         # exactly once per slot: a second claim of the same slot cannot be inserted

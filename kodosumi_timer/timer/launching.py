@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from kodosumi_timer import policy, reasons
 from kodosumi_timer.bridge import Launcher, LaunchOutcome, Reconciled, Unanswered
@@ -36,6 +37,12 @@ def run_marker(run: RunRow) -> str:
     """The run's own key, carried with its launch so that kodosumi can be asked later
     whether it started it."""
     return f"ktimer-{run.schedule_id}-{int(run.slot.timestamp() * 1000)}-{run.attempt}"
+
+
+def run_inputs(claim: Claim) -> dict[str, Any]:
+    """What the run launches with: its own inputs (a trigger URL's call merged some over
+    the schedule's) or else its schedule's."""
+    return dict(claim.run.inputs if claim.run.inputs is not None else claim.schedule.inputs)
 
 
 def send_at(claim: Claim) -> datetime:
@@ -250,7 +257,7 @@ class Launching:
             others = await self.store.known_fids(schedule.owner, sent_at - RECONCILE_BEFORE,
                                                  sent_at + RECONCILE_AFTER)
             return await self.launcher.find_launch(
-                schedule.flow_url, schedule.owner, dict(schedule.inputs),
+                schedule.flow_url, schedule.owner, run_inputs(claim),
                 marker=run_marker(claim.run), sent_at=sent_at, exclude=others)
         except Exception as exc:
             return Reconciled("cannot_tell", reason=f"kodosumi could not be asked: {exc!r}"[:200])
@@ -270,7 +277,7 @@ class Launching:
             try:
                 async with watched(f"the panel (launching {schedule.flow_url})"):
                     outcome = await self.launcher.launch(
-                        schedule.flow_url, schedule.owner, dict(schedule.inputs), marker=marker)
+                        schedule.flow_url, schedule.owner, run_inputs(claim), marker=marker)
             except Exception as exc:  # whatever it was, the request may have gone out
                 outcome = LaunchOutcome("in_doubt", reason=f"launch error: {exc!r}"[:300])
             self.metrics.answered((self.clock() - sent_at).total_seconds())

@@ -15,8 +15,19 @@ const SCHED = (() => {
         unknown:   ['help', 'bad', 'unknown', 'sent, but kodosumi could not tell whether it started'],
         missed:    ['history_toggle_off', 'neutral', 'missed', 'its time passed while it could not start (the timer was down or too late)'],
         skipped:   ['skip_next', 'neutral', 'skipped', 'not started: the run before was still going'],
+        buffered:  ['pending', 'waiting', 'buffered', 'due while the run before was still going; starts as soon as it ends (overlap: wait)'],
+        timed_out: ['timer_off', 'bad', 'timed out', 'ran longer than the schedule\'s timeout and was ended through kodosumi'],
+        replaced:  ['swap_horiz', 'neutral', 'replaced', 'ended through kodosumi so that the next run could start (overlap: replace)'],
     };
-    const ACTIVE_RUN = new Set(['queued', 'launching', 'unknown', 'launched', 'running']);
+    /* how a run came about: icon, label */
+    const TRIGGERS = {
+        timer: ['schedule', 'scheduled'],
+        manual: ['bolt', 'run now'],
+        backfill: ['history', 'past period'],
+        hook: ['link', 'trigger URL'],
+        buffer: ['pending', 'after the one before'],
+    };
+    const ACTIVE_RUN = new Set(['queued', 'buffered', 'launching', 'unknown', 'launched', 'running']);
 
     function esc(text) {
         return String(text ?? '').replace(/[&<>"']/g, c => (
@@ -70,6 +81,9 @@ const SCHED = (() => {
                 t.textContent = relative(iso);
             } else if (kind === 'zone') {
                 t.textContent = fmt(iso, t.dataset.zone, true);
+            } else if (kind === 'seconds') {
+                t.textContent = new Intl.DateTimeFormat(undefined, { timeZone: t.dataset.zone, hour: '2-digit',
+                    minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'short' }).format(new Date(iso));
             } else if (kind === 'both') {
                 t.innerHTML = both(iso, t.dataset.zone);
             } else {
@@ -166,7 +180,7 @@ const SCHED = (() => {
     }
 
     return { viewerZone, esc, fmt, both, legend, relative, localize, runStatus, api, toast, flash,
-             showFlash, confirmDialog, ACTIVE_RUN };
+             showFlash, confirmDialog, ACTIVE_RUN, TRIGGERS };
 })();
 
 document.addEventListener('DOMContentLoaded', () => {

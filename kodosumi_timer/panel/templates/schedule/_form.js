@@ -7,14 +7,22 @@ const FIELD_BOXES = {
     run_at: 'field-run_at', cron_expression: 'field-cron_expression', timezone: 'field-timezone',
     end_at: 'field-end_at', max_runs: 'field-max_runs', catchup: 'field-catchup',
     overlap: 'field-overlap', weekdays: 'field-weekdays', inputs: 'field-inputs-json',
-    catchup_window: 'field-catchup_window',
+    catchup_window: 'field-catchup_window', every: 'field-every', anchor: 'field-anchor',
+    exclude_dates: 'field-exclude_dates', dst_policy: 'field-dst_policy', jitter: 'field-jitter',
+    timeout: 'field-timeout', pause_after_failures: 'field-pause_after_failures',
+    hook_inputs: 'field-hook_inputs', text: 'field-text',
 };
 const FIELD_FOCUS = {
     flow_url: 'flow', title: 'title', run_at: 'run-date', cron_expression: 'cron',
     timezone: 'timezone', end_at: 'end-at', max_runs: 'max-runs', schedule_type: 'kind-once',
-    inputs: 'inputs-json', catchup_window: 'catchup-window',
+    inputs: 'inputs-json', catchup_window: 'catchup-window', every: 'every-count', anchor: 'anchor',
+    exclude_dates: 'exclude-date', dst_policy: 'dst-gap', jitter: 'jitter', timeout: 'timeout',
+    pause_after_failures: 'pause-after', hook_inputs: 'hook-inputs', text: 'describe-text',
 };
-const ADVANCED = new Set(['end_at', 'max_runs', 'catchup', 'overlap', 'catchup_window']);
+const ADVANCED = new Set(['end_at', 'max_runs', 'catchup', 'overlap', 'catchup_window', 'exclude_dates',
+                          'dst_policy', 'jitter', 'timeout', 'pause_after_failures', 'hook_inputs']);
+/* the fields the live preview reports on */
+const PREVIEWED = ['run_at', 'cron_expression', 'timezone', 'every', 'anchor', 'exclude_dates', 'dst_policy', 'jitter'];
 
 let flows = [];
 let elements = [];          /* the chosen agent's form elements */
@@ -23,6 +31,10 @@ let extraInputs = {};       /* saved inputs the agent's form does not show (kept
 let previewTimer = null;
 let previewSeq = 0;
 let timingAtLoad = null;
+let excludeDates = [];      /* the dates left out, sorted ISO strings */
+let describeTimer = null;
+let describeSeq = 0;
+let describedRule = null;   /* the rule the "Describe when" text was read as */
 let flowAtLoad = null;
 
 /* ------------------------------------------------------------------ errors */
@@ -64,8 +76,11 @@ function showError(field, message, focus) {
     let key = field || '';
     if (key.startsWith('inputs.') && showInputError(key.slice(7), message, focus)) return;
     if (key.startsWith('inputs')) key = 'inputs';
+    /* "dst_policy.gap", "exclude_dates.2": shown at the option as a whole */
+    for (const whole of ['dst_policy', 'exclude_dates']) if (key.startsWith(whole + '.')) key = whole;
     if (key === 'run_at') setKind('once');
     if (key === 'cron_expression') setKind('cron');
+    if (key === 'every' || key === 'anchor') setKind('interval');
     if (ADVANCED.has(key)) $('advanced').open = true;
     const slot = $('err-' + key);
     if (!slot) {
@@ -115,9 +130,16 @@ function fillZones(selected) {
 function wallTime(iso, zone) {
     const parts = Object.fromEntries(new Intl.DateTimeFormat('en-CA', {
         timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit',
-        hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+        hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
     }).formatToParts(new Date(iso)).map(p => [p.type, p.value]));
-    return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}` };
+    return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}`,
+             seconds: parts.second };
+}
+
+/* a datetime-local value for an instant: wall time in the zone, seconds only when set */
+function localInput(iso, zone) {
+    const wall = wallTime(iso, zone);
+    return `${wall.date}T${wall.time}` + (wall.seconds !== '00' ? `:${wall.seconds}` : '');
 }
 
 /* ------------------------------------------------------------------ when: once / cron, presets */
@@ -129,7 +151,68 @@ function setKind(value) {
     $('kind-' + value).checked = true;
     $('once-box').hidden = value !== 'once';
     $('cron-box').hidden = value !== 'cron';
+    $('interval-box').hidden = value !== 'interval';
     for (const el of document.querySelectorAll('.cron-only')) el.hidden = value !== 'cron';
+    for (const el of document.querySelectorAll('.repeat-only')) el.hidden = value === 'once';
+}
+
+/* ------------------------------------------------------------------ every … (interval) */
+
+/* "90m" (as the API answers) -> [90, 'm']; seconds that no unit divides stay seconds */
+function splitEvery(text) {
+    const match = /^\s*(\d+)\s*([smhd]?)\s*$/i.exec(String(text ?? ''));
+    if (!match) return null;
+    return [parseInt(match[1], 10), (match[2] || 's').toLowerCase()];
+}
+
+function setEvery(text) {
+    const parts = splitEvery(text);
+    if (!parts) return;
+    $('every-count').value = parts[0];
+    $('every-unit').value = parts[1];
+}
+
+function everyText() {
+    const count = $('every-count').value.trim();
+    return count ? `${count}${$('every-unit').value}` : '';
+}
+
+/* ------------------------------------------------------------------ dates left out */
+
+function renderDates() {
+    $('exclude-list').innerHTML = excludeDates.map(d =>
+        `<li data-date="${SCHED.esc(d)}">${SCHED.esc(d)}<button type="button" class="transparent circle" aria-label="Remove ${SCHED.esc(d)}" title="Remove"><i>close</i></button></li>`).join('');
+}
+
+function addDate() {
+    const value = $('exclude-date').value;
+    clearErrors(['exclude_dates']);
+    if (!value) {
+        showError('exclude_dates', 'Pick a date first.');
+        return;
+    }
+    if (!excludeDates.includes(value)) excludeDates = [...excludeDates, value].sort();
+    $('exclude-date').value = '';
+    renderDates();
+    schedulePreview();
+}
+
+function dstPolicy() {
+    const gap = $('dst-gap').value || null;
+    const repeat = $('dst-repeat').value || null;
+    return gap || repeat ? { gap, repeat } : null;
+}
+
+function wholeOrNull(id, key, min, message) {
+    /* a whole number from an optional field: null when empty, undefined (error shown) when wrong */
+    const text = $(id).value.trim();
+    if (!text) return null;
+    const value = Number(text);
+    if (!(Number.isInteger(value) && value >= min)) {
+        showError(key, message);
+        return undefined;
+    }
+    return value;
 }
 
 function setPreset(value) {
@@ -252,17 +335,47 @@ function previewRequest() {
         const time = $('run-time').value;
         return date && time ? { run_at: `${date}T${time}`, timezone, count: 1 } : null;
     }
-    const cron = $('cron').value.trim();
-    return cron ? { cron_expression: cron, timezone, count: 5 } : null;
+    const body = { timezone, count: 5, exclude_dates: excludeDates };
+    if (kind() === 'interval') {
+        body.every = everyText();
+        if (!body.every) return null;
+        if ($('anchor').value) body.anchor = $('anchor').value;
+    } else {
+        body.cron_expression = $('cron').value.trim();
+        if (!body.cron_expression) return null;
+        body.dst_policy = dstPolicy();
+    }
+    const jitter = Number($('jitter').value.trim());
+    if (Number.isInteger(jitter) && jitter > 0) body.jitter = jitter;
+    /* the jitter offsets depend on the schedule: an existing one shows its own */
+    if (EXISTING) body.schedule_id = EXISTING.id;
+    return body;
+}
+
+function previewTime(t, zone, previous, sameZone, now) {
+    const offset = 'UTC' + (t.local.endsWith('Z') ? '+00:00' : t.local.slice(-6));
+    const shift = offset !== previous
+        ? `<div class="dst-note"><i aria-hidden="true">schedule</i>clock change: ${previous} → ${offset}</div>` : '';
+    const note = t.dst_note ? `<div class="dst-note"><i aria-hidden="true">wb_twilight</i>${SCHED.esc(t.dst_note)}</div>` : '';
+    const yours = sameZone ? '' : `<div class="yours">yours: ${SCHED.esc(SCHED.fmt(t.utc, undefined, true))}</div>`;
+    const past = new Date(t.utc).getTime() < now ? '<div class="past">this time has passed</div>' : '';
+    const skipped = t.skipped ? `<div class="skip-note">skipped: ${SCHED.esc(t.skipped)}</div>` : '';
+    const sent = t.send_at && !t.skipped
+        ? `<div class="send-note">sent at ${SCHED.esc(new Intl.DateTimeFormat(undefined, { timeZone: zone, hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(new Date(t.send_at)))} (jitter)</div>` : '';
+    const html = `<li data-utc="${SCHED.esc(t.utc)}"${t.skipped ? ` class="skipped" data-skipped="${SCHED.esc(t.skipped)}"` : ''}><b>${SCHED.esc(SCHED.fmt(t.utc, zone, true))}</b>
+            <span class="muted small-text">${SCHED.esc(SCHED.relative(t.utc))}</span>${skipped}${sent}${yours}${note}${shift}${past}</li>`;
+    return [html, offset];
 }
 
 async function runPreview() {
     const body = previewRequest();
     const seq = ++previewSeq;
     const desc = $('preview-desc');
+    $('preview-effects').hidden = true;
     if (!body) {
         desc.className = 'preview-desc muted';
-        desc.textContent = kind() === 'once' ? 'Pick a date and a time.' : 'Enter a cron expression.';
+        desc.textContent = { once: 'Pick a date and a time.', cron: 'Enter a cron expression.',
+                             interval: 'Enter how often.' }[kind()];
         $('preview-times').innerHTML = '';
         $('preview-zone').textContent = '';
         return;
@@ -271,7 +384,7 @@ async function runPreview() {
     const res = await SCHED.api('POST', '/schedule/preview', body);
     if (seq !== previewSeq) return;  /* a newer preview is on its way */
     $('preview-busy').hidden = true;
-    clearErrors(['run_at', 'cron_expression', 'timezone']);
+    clearErrors(PREVIEWED);
     if (!res.ok) {
         desc.className = 'preview-desc error-text';
         desc.textContent = res.data?.detail || 'This rule cannot be previewed.';
@@ -285,21 +398,91 @@ async function runPreview() {
     desc.className = 'preview-desc';
     desc.textContent = data.description;
     $('preview-zone').textContent = `in ${zone.replaceAll('_', ' ')} (${zoneOffset(zone)})` +
-        (kind() === 'cron' ? ` · next ${data.times.length} runs:` : '');
+        (kind() !== 'once' ? ` · next ${data.times.length} slots:` : '');
     let previous = zoneOffset(zone);
     const sameZone = zoneOffset(zone) === zoneOffset(SCHED.viewerZone) && zone === SCHED.viewerZone;
     const now = Date.now();
     $('preview-times').innerHTML = data.times.map(t => {
-        const offset = 'UTC' + (t.local.endsWith('Z') ? '+00:00' : t.local.slice(-6));
-        const shift = offset !== previous
-            ? `<div class="dst-note"><i aria-hidden="true">schedule</i>clock change: ${previous} → ${offset}</div>` : '';
+        const [html, offset] = previewTime(t, zone, previous, sameZone, now);
         previous = offset;
-        const note = t.dst_note ? `<div class="dst-note"><i aria-hidden="true">wb_twilight</i>${SCHED.esc(t.dst_note)}</div>` : '';
-        const yours = sameZone ? '' : `<div class="yours">yours: ${SCHED.esc(SCHED.fmt(t.utc, undefined, true))}</div>`;
-        const past = new Date(t.utc).getTime() < now ? '<div class="past">this time has passed</div>' : '';
-        return `<li data-utc="${SCHED.esc(t.utc)}"><b>${SCHED.esc(SCHED.fmt(t.utc, zone, true))}</b>
-                <span class="muted small-text">${SCHED.esc(SCHED.relative(t.utc))}</span>${yours}${note}${shift}${past}</li>`;
+        return html;
     }).join('');
+    const effects = data.dst_effects || [];
+    $('preview-effects-list').innerHTML = effects.map(e => `<li>${SCHED.esc(e)}</li>`).join('');
+    $('preview-effects').hidden = !effects.length;
+}
+
+/* ------------------------------------------------------------------ describe when (words) */
+
+function scheduleDescribe() {
+    clearTimeout(describeTimer);
+    describedRule = null;
+    $('describe-use').disabled = true;
+    describeTimer = setTimeout(runDescribe, 400);
+}
+
+function ruleSummary(rule, zone) {
+    if (rule.schedule_type === 'cron') return `cron <code class="cron">${SCHED.esc(rule.cron_expression)}</code>`;
+    if (rule.schedule_type === 'once') return `once, ${SCHED.esc(SCHED.fmt(rule.run_at, zone, true))}`;
+    return `every ${SCHED.esc(rule.every)}` + (rule.anchor ? ` from ${SCHED.esc(SCHED.fmt(rule.anchor, zone, true))}` : '');
+}
+
+async function runDescribe() {
+    const text = $('describe-text').value.trim();
+    const seq = ++describeSeq;
+    const answer = $('describe-answer');
+    clearErrors(['text']);
+    if (!text) {
+        answer.innerHTML = '';
+        return;
+    }
+    const zone = $('timezone').value;
+    const res = await SCHED.api('POST', '/schedule/preview', { text, timezone: zone, count: 1 });
+    if (seq !== describeSeq) return;
+    if (!res.ok) {
+        answer.innerHTML = '';
+        const detail = res.data?.detail || `This could not be read (HTTP ${res.status}).`;
+        showError('text', detail);
+        /* the API names the nearest form it knows: offer it */
+        const nearest = /the nearest form I know: "([^"]+)"/.exec(detail);
+        if (nearest) {
+            const button = document.createElement('button');
+            button.type = 'button';
+            button.className = 'border small';
+            button.id = 'describe-try';
+            button.textContent = `Try “${nearest[1]}”`;
+            button.addEventListener('click', () => { $('describe-text').value = nearest[1]; runDescribe(); });
+            $('err-text').append(document.createElement('br'), button);
+        }
+        return;
+    }
+    describedRule = res.data.rule;
+    answer.innerHTML = `<b id="describe-desc">${SCHED.esc(res.data.description)}</b>` +
+        (describedRule ? ` <span class="muted">(${ruleSummary(describedRule, zone)})</span>` : '');
+    $('describe-use').disabled = !describedRule;
+}
+
+function useDescribed() {
+    const rule = describedRule;
+    if (!rule) return;
+    const zone = $('timezone').value;
+    clearErrors(PREVIEWED);
+    setKind(rule.schedule_type);
+    if (rule.schedule_type === 'cron') {
+        $('cron').value = rule.cron_expression;
+        presetFromCron(rule.cron_expression);
+    } else if (rule.schedule_type === 'once') {
+        const wall = wallTime(rule.run_at, zone);
+        $('run-date').value = wall.date;
+        $('run-time').value = wall.time;
+    } else {
+        setEvery(rule.every);
+        $('anchor').value = rule.anchor ? localInput(rule.anchor, zone) : '';
+    }
+    $('describe-answer').insertAdjacentHTML('beforeend', ' <span class="muted" id="describe-used">· filled in below</span>');
+    $('describe-use').disabled = true;
+    describedRule = null;
+    schedulePreview();
 }
 
 /* ------------------------------------------------------------------ agents and their forms */
@@ -539,6 +722,8 @@ function timingSnapshot() {
     return JSON.stringify({
         kind: kind(), date: $('run-date').value, time: $('run-time').value, cron: $('cron').value.trim(),
         zone: $('timezone').value, end: $('end-at').value, max: $('max-runs').value,
+        every: everyText(), anchor: $('anchor').value, dates: excludeDates,
+        gap: $('dst-gap').value, repeat: $('dst-repeat').value,
     });
 }
 
@@ -560,6 +745,8 @@ function buildPayload() {
     if (!(Number.isInteger(body.catchup_window) && body.catchup_window >= 1)) {
         showError('catchup_window', 'A whole number of seconds, at least 1.'); ok = false;
     }
+    body.timeout = wholeOrNull('timeout', 'timeout', 1, 'A whole number of seconds, at least 1, or empty.');
+    body.hook_inputs = $('hook-inputs').checked;
     if (body.schedule_type === 'once') {
         const date = $('run-date').value;
         const time = $('run-time').value;
@@ -567,11 +754,23 @@ function buildPayload() {
         body.run_at = `${date}T${time}`;
         body.end_at = null;
         body.max_runs = null;
+        body.jitter = null;
+        body.pause_after_failures = null;
     } else {
-        if (preset() !== 'custom' && !cronFromPreset()) ok = false;
-        const cron = $('cron').value.trim();
-        if (!cron) { showError('cron_expression', 'Enter when to run, as a cron expression.'); ok = false; }
-        body.cron_expression = cron;
+        if (body.schedule_type === 'cron') {
+            if (preset() !== 'custom' && !cronFromPreset()) ok = false;
+            const cron = $('cron').value.trim();
+            if (!cron) { showError('cron_expression', 'Enter when to run, as a cron expression.'); ok = false; }
+            body.cron_expression = cron;
+            body.dst_policy = dstPolicy();
+        } else {
+            body.every = everyText();
+            if (!body.every) { showError('every', 'Enter how often, e.g. 90 minutes.'); ok = false; }
+            body.anchor = $('anchor').value || null;
+        }
+        body.exclude_dates = excludeDates;
+        body.jitter = wholeOrNull('jitter', 'jitter', 0, 'A whole number of seconds (0 to 86400), or empty.');
+        body.pause_after_failures = wholeOrNull('pause-after', 'pause_after_failures', 1, 'A whole number of at least 1, or empty.');
         body.end_at = $('end-at').value || null;
         const max = $('max-runs').value.trim();
         body.max_runs = max ? Number(max) : null;
@@ -579,6 +778,7 @@ function buildPayload() {
             showError('max_runs', 'A whole number of at least 1, or empty.'); ok = false;
         }
     }
+    if (Object.values(body).includes(undefined)) ok = false;
     const inputs = collectInputs();
     if (inputs === null) ok = false;
     body.inputs = inputs;
@@ -591,7 +791,8 @@ function buildPayload() {
         body.version = EXISTING.version;
         if (timingSnapshot() === timingAtLoad) {
             /* unchanged timing is not sent: a done once-schedule keeps its past run_at */
-            for (const key of ['schedule_type', 'run_at', 'cron_expression', 'timezone', 'end_at', 'max_runs']) delete body[key];
+            for (const key of ['schedule_type', 'run_at', 'cron_expression', 'timezone', 'end_at', 'max_runs',
+                               'every', 'anchor', 'exclude_dates', 'dst_policy']) delete body[key];
         }
         if (flowUrl === flowAtLoad) {
             delete body.flow_url;
@@ -600,8 +801,9 @@ function buildPayload() {
             if (flow && flow.summary) body.expose_name = flow.summary;
         }
     } else {
-        if (body.end_at === null) delete body.end_at;
-        if (body.max_runs === null) delete body.max_runs;
+        for (const key of ['end_at', 'max_runs', 'anchor', 'dst_policy', 'jitter', 'timeout', 'pause_after_failures']) {
+            if (body[key] === null) delete body[key];
+        }
     }
     return body;
 }
@@ -670,8 +872,20 @@ document.addEventListener('DOMContentLoaded', async () => {
         }
         if (s.max_runs) $('max-runs').value = s.max_runs;
         $('catchup-window').value = s.catchup_window ?? 60;
+        if (s.every) setEvery(s.every);
+        if (s.anchor) $('anchor').value = localInput(s.anchor, s.timezone);
+        excludeDates = [...(s.exclude_dates || [])].sort();
+        renderDates();
+        $('dst-gap').value = s.dst_policy?.gap || '';
+        $('dst-repeat').value = s.dst_policy?.repeat || '';
+        $('jitter').value = s.jitter ?? '';
+        $('timeout').value = s.timeout ?? '';
+        $('pause-after').value = s.pause_after_failures ?? '';
+        $('hook-inputs').checked = !!s.hook_inputs;
         if (s.catchup !== 'once' || s.overlap !== 'skip' || s.end_at || s.max_runs
-            || (s.catchup_window ?? 60) !== 60) $('advanced').open = true;
+            || (s.catchup_window ?? 60) !== 60 || excludeDates.length || s.dst_policy?.gap
+            || s.dst_policy?.repeat || s.jitter || s.timeout || s.pause_after_failures
+            || s.hook_inputs) $('advanced').open = true;
     } else {
         const wall = defaultOnce();
         $('run-date').value = wall.date;
@@ -697,13 +911,35 @@ document.addEventListener('DOMContentLoaded', async () => {
     }
     for (const box of document.querySelectorAll('input[name=weekday]')) box.addEventListener('change', onPresetInput);
     $('cron').addEventListener('input', () => { presetFromCron($('cron').value); schedulePreview(); });
-    for (const id of ['run-date', 'run-time', 'timezone']) {
+    for (const id of ['run-date', 'run-time', 'timezone', 'every-count', 'every-unit', 'anchor', 'dst-gap', 'dst-repeat', 'jitter']) {
         $(id).addEventListener('input', schedulePreview);
         $(id).addEventListener('change', schedulePreview);
     }
-    for (const id of ['title', 'end-at', 'max-runs', 'catchup-window']) {
-        $(id).addEventListener('input', () => clearErrors([{ 'end-at': 'end_at', 'max-runs': 'max_runs', 'catchup-window': 'catchup_window' }[id] || id]));
+    const fieldOf = { 'end-at': 'end_at', 'max-runs': 'max_runs', 'catchup-window': 'catchup_window',
+                      'pause-after': 'pause_after_failures', 'exclude-date': 'exclude_dates' };
+    for (const id of ['title', 'end-at', 'max-runs', 'catchup-window', 'timeout', 'pause-after', 'exclude-date']) {
+        $(id).addEventListener('input', () => clearErrors([fieldOf[id] || id]));
     }
+    $('timezone').addEventListener('change', () => { if ($('describe-text').value.trim()) scheduleDescribe(); });
+    $('describe-text').addEventListener('input', scheduleDescribe);
+    $('describe-text').addEventListener('keydown', (event) => {
+        /* Enter here uses the rule read from the words, never submits the schedule */
+        if (event.key !== 'Enter' || event.isComposing) return;
+        event.preventDefault();
+        if (describedRule) useDescribed(); else { clearTimeout(describeTimer); runDescribe(); }
+    });
+    $('describe-use').addEventListener('click', useDescribed);
+    $('exclude-add').addEventListener('click', addDate);
+    $('exclude-date').addEventListener('keydown', (event) => {
+        if (event.key === 'Enter' && !event.isComposing) { event.preventDefault(); addDate(); }
+    });
+    $('exclude-list').addEventListener('click', (event) => {
+        const item = event.target.closest('li[data-date]');
+        if (!item || !event.target.closest('button')) return;
+        excludeDates = excludeDates.filter(d => d !== item.dataset.date);
+        renderDates();
+        schedulePreview();
+    });
     $('flow').addEventListener('change', () => {
         clearErrors(['flow_url', 'inputs']);
         describeFlow();
