@@ -1,7 +1,7 @@
 """Bring up and tear down the kodosumi side of a private stack, by pid.
 
 A private stack is a Ray head on its own ports and temp dir, the demo agents of
-``examples/demo_agents.py`` as Ray Serve applications, and kodosumi's spooler.
+``kodosumi_timer/demo_agents.py`` as Ray Serve applications, and kodosumi's spooler.
 ``koco-timer demo`` and the integration tests compose it with the panel and the
 timer. Everything started here runs as a child process in its own session and
 is stopped through :class:`ProcessGroup` by its pid (and its descendants'),
@@ -36,7 +36,6 @@ import httpx
 import psutil
 
 LOCALHOST = "127.0.0.1"
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 #: The namespace and name of the actor kodosumi's spooler registers.
 SPOOLER_NAMESPACE = "kodosumi"
@@ -59,7 +58,7 @@ def _quiet(_message: str) -> None:
 
 @dataclass(frozen=True)
 class DemoApp:
-    """A Serve application of ``examples/demo_agents.py``."""
+    """A Serve application of :mod:`kodosumi_timer.demo_agents`."""
 
     name: str
     import_path: str
@@ -67,10 +66,10 @@ class DemoApp:
 
 
 DEMO_APPS: tuple[DemoApp, ...] = (
-    DemoApp("quick", "demo_agents:quick", "/quick"),
-    DemoApp("slow", "demo_agents:slow", "/slow"),
-    DemoApp("failing", "demo_agents:failing", "/failing"),
-    DemoApp("heartbeat", "demo_agents:heartbeat", "/heartbeat"),
+    DemoApp("quick", "kodosumi_timer.demo_agents:quick", "/quick"),
+    DemoApp("slow", "kodosumi_timer.demo_agents:slow", "/slow"),
+    DemoApp("failing", "kodosumi_timer.demo_agents:failing", "/failing"),
+    DemoApp("heartbeat", "kodosumi_timer.demo_agents:heartbeat", "/heartbeat"),
 )
 
 
@@ -433,12 +432,11 @@ def _ray_script() -> str:
 
 def start_ray_head(group: ProcessGroup, temp_dir: Path, ports: RayPorts,
                    env: Mapping[str, str], *, log_path: Path, num_cpus: int = 4,
-                   examples_dir: Path = EXAMPLES_DIR, timeout: float = 90,
-                   progress: Progress | None = None) -> str:
+                   timeout: float = 90, progress: Progress | None = None) -> str:
     """Start a Ray head (``ray start --head --block``) and wait until it answers.
 
-    Ray's workers get ``examples_dir`` on their PYTHONPATH, so that Serve and
-    kodosumi's Runner actors can import the demo agents. Returns the address
+    Ray's workers run this interpreter, so Serve and kodosumi's Runner actors import
+    the demo agents from the installed package. Returns the address
     ``127.0.0.1:<gcs port>``.
     """
     say = progress or _quiet
@@ -452,10 +450,6 @@ def start_ray_head(group: ProcessGroup, temp_dir: Path, ports: RayPorts,
     # On SIGTERM, `ray start --block` would first drain the node for up to 30 s
     # (meant for Kubernetes rollouts); a private stack stops at once.
     head_env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
-    pythonpath = [str(Path(examples_dir).resolve())]
-    if head_env.get("PYTHONPATH"):
-        pythonpath.append(head_env["PYTHONPATH"])
-    head_env["PYTHONPATH"] = os.pathsep.join(pythonpath)
     cmd = [
         # No --node-ip-address: Ray turns 127.0.0.1 into the host's address
         # anyway, and its GCS and raylet listen on every interface. The
@@ -494,7 +488,7 @@ def start_ray_head(group: ProcessGroup, temp_dir: Path, ports: RayPorts,
     return ports.address
 
 
-def deploy_examples(dashboard_url: str, serve_port: int, *,
+def deploy_demo_agents(dashboard_url: str, serve_port: int, *,
                     apps: Sequence[DemoApp] = DEMO_APPS, timeout: float = 120,
                     progress: Progress | None = None) -> list[str]:
     """Deploy the demo agents on Ray Serve at 127.0.0.1:``serve_port``.
@@ -623,7 +617,7 @@ def start_stack(group: ProcessGroup, *, data_dir: Path, temp_dir: Path, ports: R
     env = kodo_env(ports.address, data_dir, secret, dashboard_url=ports.dashboard_url)
     start_ray_head(group, temp_dir, ports, env, log_path=logs / "ray-head.log",
                    num_cpus=num_cpus, progress=progress)
-    register_urls = deploy_examples(ports.dashboard_url, ports.serve_http, progress=progress)
+    register_urls = deploy_demo_agents(ports.dashboard_url, ports.serve_http, progress=progress)
     start_spooler(group, ports.address, data_dir / "execution", env,
                   logs / "spooler.out", dashboard_url=ports.dashboard_url, cwd=data_dir,
                   progress=progress)

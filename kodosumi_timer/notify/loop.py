@@ -12,8 +12,9 @@ is sent again after its lease.
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from kodosumi_timer.clock import utcnow
 from kodosumi_timer.notify import payload, retry
 from kodosumi_timer.notify.delivery import Outcome, Sender
 from kodosumi_timer.store import Store
@@ -34,10 +35,6 @@ CURSOR_EVERY = 5
 # a delivery being sent is held this long; a notifier that died meanwhile lets it go
 LEASE = timedelta(seconds=30)
 BATCH = 50
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Notifier:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kodosumi_timer.devstack import DEMO_APPS, deploy_examples
+from kodosumi_timer.devstack import DEMO_APPS, deploy_demo_agents
 from kodosumi_timer.fullstack import start_panel
 from tests.integration.test_run_later import final_state, poll, schedule_once
 
@@ -51,7 +51,7 @@ def test_serve_app_down_fails_its_schedule_and_others_still_run(stack, new_user)
     serve_port = int(stack.kodo.serve_url.rsplit(":", 1)[1])
     # saved while its app runs (its inputs are checked against the app's form then)
     gone = schedule_once(user, stack.flows["slow"], 3600, inputs={"seconds": 1})
-    deploy_examples(stack.kodo.dashboard_url, serve_port, apps=kept)
+    deploy_demo_agents(stack.kodo.dashboard_url, serve_port, apps=kept)
     try:
         assert user.client.post(f"/schedule/{gone['id']}/trigger").status_code == 202
         fine = schedule_once(user, stack.flows["quick"], 3, inputs={"message": "still fine"})
@@ -67,5 +67,5 @@ def test_serve_app_down_fails_its_schedule_and_others_still_run(stack, new_user)
         print("reason recorded for the missing Serve app:", reason)
     finally:
         started = time.monotonic()
-        deploy_examples(stack.kodo.dashboard_url, serve_port, apps=DEMO_APPS)
+        deploy_demo_agents(stack.kodo.dashboard_url, serve_port, apps=DEMO_APPS)
         print(f"Serve applications restored in {time.monotonic() - started:.0f} s")

@@ -440,20 +440,29 @@ async def test_end_at_and_max_runs_end_the_schedule(store):
     assert back.run_count == 2
 
 
+def claiming_ahead(store, clock, *, gate=None, steps=()):
+    """A timer that claims 1 s ahead, and its launcher (which notes the clock's time of
+    each launch). Its sleeps move the injected clock, nothing waits: by the seconds
+    asked, or by the next of ``steps`` while there are any; once ``gate`` is set, if
+    one is given (so that a test sees and changes things before the slot)."""
+    launcher = FakeLauncher(clock=clock)
+    steps = iter(steps)
+
+    async def sleep(seconds: float) -> None:
+        if gate is not None:
+            await gate.wait()
+        clock.advance(seconds=next(steps, seconds))
+
+    return make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep), launcher
+
+
 async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     # issue 8: a slot within claim_ahead is claimed now; its launch waits for the slot
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    launcher = FakeLauncher(clock=clock)
-
-    looked = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:  # the injected clock moves, nothing waits
-        await looked.wait()  # (once the test has seen the run queued)
-        clock.advance(seconds=seconds)
-
-    timer = make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep)
+    looked = asyncio.Event()  # set once the test has seen the run queued
+    timer, launcher = claiming_ahead(store, clock, gate=looked)
     assert await timer.seconds_to_next() == 0.0  # wake claim_ahead before the slot
     assert await timer.fire_due() == 1
     runs, _ = await store.runs(row.id)
@@ -489,13 +498,7 @@ async def test_jitter_sends_each_slot_at_its_own_offset_and_late_is_counted_from
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot, jitter=120, catchup="skip",
                                             catchup_window=5))
-    clock = Clock(T0)
-    launcher = FakeLauncher(clock=clock)
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds=seconds)
-
-    timer = make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep)
+    timer, launcher = claiming_ahead(store, Clock(T0))
     await timer.fire_due()
     await timer.drain()
     offset = jitter_offset(row.id, slot, 120)
@@ -518,29 +521,11 @@ async def test_wall_clock_set_back_while_waiting_for_the_slot_is_never_early(sto
     back (NTP step) while the launch task sleeps makes it sleep again, never fire early."""
     slot = T0 + timedelta(seconds=0.8)
     await store.add_schedule(schedule(next_run=slot))
-    clock = Clock(T0)
-    launcher = FakeLauncher(clock=clock)
-    steps = iter([-5.0])  # the first sleep ends with the clock 5 s earlier
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds=next(steps, seconds))
-
-    timer = make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep)
+    # the first sleep ends with the clock 5 s earlier
+    timer, launcher = claiming_ahead(store, Clock(T0), steps=[-5.0])
     assert await timer.fire_due() == 1
     await timer.drain()
     assert launcher.sent_at == [slot]
-
-
-def _claimed_ahead(store, clock):
-    """A timer that claims 1 s ahead and whose sleeps wait for the test's go."""
-    go = asyncio.Event()
-    launcher = FakeLauncher()
-
-    async def sleep(seconds: float) -> None:
-        await go.wait()
-        clock.advance(seconds=seconds)
-
-    return make_timer(store, launcher, clock=clock, claim_ahead=1.0, sleep=sleep), launcher, go
 
 
 @pytest.mark.parametrize("change", ["pause", "edit", "delete"])
@@ -548,7 +533,8 @@ async def test_a_change_between_the_early_claim_and_the_slot_is_honoured(store, 
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    timer, launcher, go = _claimed_ahead(store, clock)
+    go = asyncio.Event()
+    timer, launcher = claiming_ahead(store, clock, gate=go)
     assert await timer.fire_due() == 1  # claimed, not launched yet
     if change == "pause":
         await store.pause(row.id, "paused by its owner", T0)
@@ -574,7 +560,8 @@ async def test_resume_onto_a_slot_claimed_ahead_does_not_offer_it_again(store):
     row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="0 8 * * *",
                                             timezone="UTC", run_at=None, next_run=T0))
     clock = Clock(T0 - timedelta(seconds=0.5))
-    timer, launcher, go = _claimed_ahead(store, clock)
+    go = asyncio.Event()
+    timer, launcher = claiming_ahead(store, clock, gate=go)
     assert await timer.fire_due() == 1
     await store.pause(row.id, "paused", clock())
     await store.update_schedule(row.id, resume_values(await store.get_schedule(row.id),
@@ -860,7 +847,8 @@ async def test_a_store_away_just_before_the_slot_delays_the_launch_never_doubles
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    timer, launcher, go = _claimed_ahead(store, clock)
+    go = asyncio.Event()
+    timer, launcher = claiming_ahead(store, clock, gate=go)
     assert await timer.fire_due() == 1
     real = store.schedule_versions
     failures = []
@@ -885,7 +873,8 @@ async def test_a_stalled_timer_loses_its_claims_and_sends_nothing_when_it_wakes(
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    frozen, frozen_launcher, go = _claimed_ahead(store, clock)
+    go = asyncio.Event()
+    frozen, frozen_launcher = claiming_ahead(store, clock, gate=go)
     assert await frozen.fire_due() == 1
     clock.advance(seconds=40)  # frozen beyond its 30 s lease
     other_launcher = FakeLauncher()
@@ -905,7 +894,8 @@ async def test_a_slot_sent_after_its_catchup_window_follows_the_catchup_rule(
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot, catchup=catchup, catchup_window=10))
     clock = Clock(T0)
-    frozen, launcher, go = _claimed_ahead(store, clock)
+    go = asyncio.Event()
+    frozen, launcher = claiming_ahead(store, clock, gate=go)
     assert await frozen.fire_due() == 1
     clock.advance(seconds=20)  # stalled: nobody else took it over (no other timer)
     go.set()
@@ -944,7 +934,7 @@ async def test_stop_hands_back_runs_not_sent_and_the_next_timer_takes_them_at_on
     slot = T0 + timedelta(seconds=0.5)
     row = await store.add_schedule(schedule(next_run=slot))
     clock = Clock(T0)
-    stopping, stopping_launcher, _go = _claimed_ahead(store, clock)
+    stopping, stopping_launcher = claiming_ahead(store, clock, gate=asyncio.Event())
     assert await stopping.fire_due() == 1
     stopping.stop()
     await stopping._hand_back()

@@ -13,10 +13,10 @@ Each agent is its own Serve application with its own route prefix:
   its own default system schedule (every minute, as the timer user) through
   ``openapi_extra={"x-kodosumi-schedule": {...}}``.
 
-Ray workers import this module by name (``demo_agents``): the Ray head is started
-with ``<repo>/examples`` on ``PYTHONPATH`` (see ``kodosumi_timer.devstack``), and
-the Serve import paths are ``demo_agents:quick``, ``demo_agents:slow``,
-``demo_agents:failing`` and ``demo_agents:heartbeat``.
+The module ships with the package, so that ``koco-timer demo`` works from a plain
+install: Ray's workers import it like any installed module, with the Serve import
+paths ``kodosumi_timer.demo_agents:quick`` (``:slow``, ``:failing``, ``:heartbeat``).
+Nothing else in the package imports it (it pulls in Ray Serve and FastAPI).
 """
 
 import asyncio
@@ -347,7 +347,7 @@ class HeartbeatAgent:
     pass
 
 
-# Serve applications, imported by Ray Serve as ``demo_agents:<name>``.
+# Serve applications, imported by Ray Serve as ``kodosumi_timer.demo_agents:<name>``.
 quick = QuickAgent.bind()  # type: ignore[attr-defined]
 slow = SlowAgent.bind()  # type: ignore[attr-defined]
 failing = FailingAgent.bind()  # type: ignore[attr-defined]
