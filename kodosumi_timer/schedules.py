@@ -317,8 +317,8 @@ async def plan_update(row: ScheduleRow, changes: Mapping[str, Any], now: datetim
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = str(problem["loc"][0]) if problem["loc"] else None
-        raise InvalidInput(f"{field}: {problem['msg']}" if field else problem["msg"],
-                           field=field) from exc
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(f"{field}: {message}" if field else message, field=field) from exc
     retime = bool(given & set(TIMING_FIELDS))
     notes: list[str] = []
     values: dict[str, object] = {}

@@ -180,6 +180,8 @@ def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     if isinstance(first, dict) and first.get("source") == "query":
         field = QUERY_NAMES.get(str(field), field)
     message = first.get("message") if isinstance(first, dict) else None
+    if isinstance(message, str):  # pydantic's prefix for a validator's ValueError
+        message = message.removeprefix("Value error, ")
     detail = f"{field}: {message}" if field and message else (message or "invalid input")
     if len(problems) > 1:
         detail += f" (and {len(problems) - 1} more)"
