@@ -5,6 +5,7 @@ keeps serving every other schedule. (A flow that raises: test_run_later's failin
 
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,12 @@ def test_panel_down_fails_the_slot_with_a_reason_and_the_timer_goes_on(
         stack, stack_group, new_user):
     user = new_user("outage")
     port = int(stack.panel_url.rsplit(":", 1)[1])
-    during = schedule_once(user, stack.flows["quick"], 3, inputs={"message": "nobody there"})
+    # its slot is well after the panel has stopped (stopping it took over 3 s on CI, and
+    # the slot went out before)
+    during = schedule_once(user, stack.flows["quick"], 15, inputs={"message": "nobody there"})
     stack_group.stop("panel")
+    slot = datetime.fromisoformat(during["next_run"].replace("Z", "+00:00"))
+    assert datetime.now(UTC) < slot - timedelta(seconds=2), "the panel took too long to stop"
     try:
         runs = poll(lambda: [r for r in runs_in_store(stack, during["id"])
                              if r[0] not in ("queued", "launching")], 60,

@@ -496,13 +496,14 @@ async def test_an_interval_fires_on_its_grid_skipping_excluded_dates(store):
 
 async def test_jitter_sends_each_slot_at_its_own_offset_and_late_is_counted_from_there(store):
     slot = T0 + timedelta(seconds=0.5)
-    row = await store.add_schedule(schedule(next_run=slot, jitter=120, catchup="skip",
-                                            catchup_window=5))
+    # a fixed id: the offset depends on it (a random id gave one within 5 s in 1 of 24)
+    row = await store.add_schedule(schedule(id="jitter-test-schedule", next_run=slot,
+                                            jitter=120, catchup="skip", catchup_window=5))
     timer, launcher = claiming_ahead(store, Clock(T0))
     await timer.fire_due()
     await timer.drain()
     offset = jitter_offset(row.id, slot, 120)
-    assert offset > timedelta(seconds=5)  # (this id's offset: beyond the catch-up window)
+    assert offset > timedelta(seconds=5)  # (this id's: 71 s, beyond the catch-up window)
     assert launcher.sent_at == [slot + offset]  # sent then, not missed for being "late"
     runs, _ = await store.runs(row.id)
     assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
