@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kodosumi_timer.fullstack import start_timer
-from tests.integration.test_run_later import poll
+from tests.integration.test_run_later import poll, timeline_holding
 
 pytestmark = pytest.mark.integration
 
@@ -74,21 +74,10 @@ def test_kill_9_mid_burst_every_run_is_settled_and_none_runs_twice(
                           "failed") for _, status, _ in rows), rows
     # kodosumi holds exactly one execution per launched run of this user: none twice
     launched = set(fids)
-    seen: set[str] = set()
-
-    def timeline() -> list[dict] | None:
-        got = user.client.get("/timeline/list", params={"pp": 200}).json()["items"]
-        seen.clear()
-        seen.update(i["fid"] for i in got)
-        return got if seen >= launched else None
-
-    # kodosumi lists an execution only once its Runner actor is alive and the spooler
-    # streams it; a busy 2-core machine starts a dozen Ray workers slowly
-    try:
-        items = poll(timeline, 300, "every launched execution in kodosumi's timeline")
-    except AssertionError as late:
-        raise AssertionError(f"{late}; missing {sorted(launched - seen)}; "
-                             f"our runs now: {store_runs(stack, user.role_id)}") from None
+    items, lost = timeline_holding(user, launched, 300)
+    # a run kodosumi lost is one we cannot have seen end
+    now = store_runs(stack, user.role_id)
+    assert not [r for r in now if r[2] in lost and r[1] in ("finished", "error")], now
     # what kodosumi ran beyond our recorded fids can only be runs we recorded unknown
     extra = {i["fid"] for i in items} - launched
     assert len(extra) <= len(unknown), (
