@@ -57,7 +57,7 @@ ANCHOR_DOC = ("interval: the first slot; slots are anchor + k·every in elapsed 
 OVERLAP_DOC = ("when a slot comes while this schedule's previous execution still runs: "
                "`skip` it, `allow` both, `buffer_one` (start it as soon as the running one "
                "ends; at most one waits), `replace` (end the running one through kodosumi, "
-               "then start)")
+               "then start; one kodosumi does not show yet is ended as soon as it does)")
 
 
 def _every(value: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, cast
 from sqlalchemy import (
     String,
     Table,
+    and_,
     bindparam,
     case,
     delete,
@@ -853,6 +854,23 @@ class Store(SystemRows, NotificationStore, HistoryRows):
             SCHEDULES.c.id.in_(wanted), SCHEDULES.c.timeout.is_not(None))
         async with self.engine.connect() as conn:
             return {str(sid): int(seconds) for sid, seconds in await conn.execute(query)}
+
+    async def latest_launches(self, schedule_ids: Iterable[str]
+                              ) -> dict[str, tuple[datetime, datetime]]:
+        """(fired_at, slot) of the latest launched run of each of these schedules that
+        has ``overlap=replace``: an execution of theirs launched before it is replaced."""
+        wanted = list(set(schedule_ids))
+        if not wanted:
+            return {}
+        latest = select(RUNS.c.schedule_id, func.max(RUNS.c.fired_at).label("fired_at")).join(
+            SCHEDULES, SCHEDULES.c.id == RUNS.c.schedule_id).where(
+            SCHEDULES.c.overlap == "replace", RUNS.c.schedule_id.in_(wanted),
+            RUNS.c.fid.is_not(None)).group_by(RUNS.c.schedule_id).subquery()
+        query = select(RUNS.c.schedule_id, RUNS.c.fired_at, RUNS.c.slot).join(
+            latest, and_(RUNS.c.schedule_id == latest.c.schedule_id,
+                         RUNS.c.fired_at == latest.c.fired_at))
+        async with self.engine.connect() as conn:
+            return {str(sid): (fired, slot) for sid, fired, slot in await conn.execute(query)}
 
     async def known_fids(self, owner: str, since: datetime, until: datetime) -> set[str]:
         """The executions other runs of ``owner`` were launched as in this window (a

@@ -106,39 +106,54 @@ class Follower:
 
     async def _end_overdue(self, page: Sequence[RunRow], now: datetime) -> list[RunChange]:
         """End, through kodosumi, the executions running longer than their schedule's
-        ``timeout`` (asked first: one that ended meanwhile is recorded as it ended); each
-        one kodosumi confirms ended is ``timed_out``; one it could not be asked about is
-        tried again next round."""
+        ``timeout`` (``timed_out``) and those of an ``overlap=replace`` schedule that a
+        later launch replaced but that kodosumi did not show yet when it was sent
+        (``replaced``)."""
         timeouts = await self.store.timeouts(run.schedule_id for run in page)
-        overdue = [(run, timeouts[run.schedule_id]) for run in page
-                   if run.fid is not None and run.fired_at is not None
-                   and run.schedule_id in timeouts
-                   and now - run.fired_at > timedelta(seconds=timeouts[run.schedule_id])]
+        latest = await self.store.latest_launches(run.schedule_id for run in page)
         changes = []
-        for run, seconds in overdue:
-            assert run.fid is not None
-            status = await self._status(run)  # one that ended meanwhile is not killed
-            if status in (RunStatus.FINISHED, RunStatus.ERROR):
-                reason = await self._error_reason(run) if status == RunStatus.ERROR else None
-                changes.append(RunChange(run, status, now, reason))
+        for run in page:
+            if run.fid is None or run.fired_at is None:
                 continue
-            if status == UNANSWERED:
+            successor = latest.get(run.schedule_id)
+            seconds = timeouts.get(run.schedule_id)
+            if successor is not None and run.fired_at < successor[0]:
+                change = RunChange(run, RunStatus.REPLACED, now, reasons.REPLACED.format(
+                    slot=successor[1].isoformat()))
+            elif seconds is not None and now - run.fired_at > timedelta(seconds=seconds):
+                change = RunChange(run, RunStatus.TIMED_OUT, now,
+                                   reasons.TIMED_OUT.format(seconds=seconds))
+            else:
                 continue
-            if status is None and run.status == RunStatus.LAUNCHED:
-                # not written by kodosumi's spooler yet (404 for seconds on a busy
-                # cluster): a DELETE would end nothing and the Runner would start later
-                continue
-            try:
-                async with self._requests:
-                    await self.launcher.end(run.fid, run.owner)
-            except Unanswered as exc:
-                log.warning("run %s (%s) is past its timeout but could not be ended: %s",
-                            run.id, run.fid, exc)
-                continue
-            log.info("run %s (%s) ended after its timeout of %d s", run.id, run.fid, seconds)
-            changes.append(RunChange(run, RunStatus.TIMED_OUT, now,
-                                     reasons.TIMED_OUT.format(seconds=seconds)))
+            if ended := await self._end(change):
+                changes.append(ended)
         return changes
+
+    async def _end(self, change: RunChange) -> RunChange | None:
+        """End the run's execution through kodosumi and return ``change``; asked first,
+        so one that ended meanwhile is recorded as it ended; None (tried again next
+        round) while kodosumi cannot be asked or does not show the execution yet."""
+        run = change.run
+        assert run.fid is not None
+        status = await self._status(run)
+        if status in (RunStatus.FINISHED, RunStatus.ERROR):
+            reason = await self._error_reason(run) if status == RunStatus.ERROR else None
+            return RunChange(run, status, change.at, reason)
+        if status == UNANSWERED:
+            return None
+        if status is None and run.status == RunStatus.LAUNCHED:
+            # not written by kodosumi's spooler yet (404 for seconds on a busy cluster):
+            # a DELETE would end nothing and the Runner would start later
+            return None
+        try:
+            async with self._requests:
+                await self.launcher.end(run.fid, run.owner)
+        except Unanswered as exc:
+            log.warning("run %s (%s) could not be ended (%s): %s",
+                        run.id, run.fid, change.status, exc)
+            return None
+        log.info("run %s (%s) ended: %s", run.id, run.fid, change.reason)
+        return change
 
     async def _status(self, run: RunRow) -> str | None:
         """kodosumi's status of the run's execution; None: kodosumi does not know it;

@@ -232,8 +232,8 @@ class Launching:
 
     async def replace_running(self, claim: Claim) -> None:
         """overlap=replace: end the schedule's running executions through kodosumi and
-        record them ``replaced``; one that cannot be ended keeps running (logged), and
-        the slot starts anyway."""
+        record them ``replaced``; the slot starts anyway. One that cannot be ended now
+        (kodosumi away, or not showing it yet) the follower ends once it can."""
         ended = []
         for run in await self.store.running_runs_of(claim.schedule.id):
             assert run.fid is not None
@@ -247,7 +247,7 @@ class Launching:
                     raise Unanswered("kodosumi does not show it yet")
                 await self.launcher.end(run.fid, run.owner)
             except Unanswered as exc:
-                log.warning("schedule %s: run %s (%s) not ended for the slot %s: %s",
+                log.warning("schedule %s: run %s (%s) not ended yet for the slot %s: %s",
                             claim.schedule.id, run.id, run.fid, claim.run.slot, exc)
                 continue
             ended.append(RunChange(run, RunStatus.REPLACED, self.clock(),

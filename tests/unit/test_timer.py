@@ -385,6 +385,38 @@ async def test_overlap_replace_ends_only_what_kodosumi_shows_running(store, show
     runs, _ = await store.runs(row.id)
     assert {r.slot: r.status for r in runs} == {T0: "launched",
                                                 T0 + timedelta(minutes=1): "launched"}
+    # the follower ends the replaced execution once kodosumi shows it running
+    await timer.follow()
+    assert launcher.ended == []
+    launcher.statuses["fid-1"] = "running" if shown is None else shown
+    launcher.statuses["fid-2"] = "running"
+    clock.advance(seconds=5)
+    await timer.follow()
+    runs, _ = await store.runs(row.id)
+    by_slot = {r.slot: r for r in runs}
+    assert by_slot[T0 + timedelta(minutes=1)].status == "running"
+    if shown is None:
+        assert launcher.ended == ["fid-1"] and by_slot[T0].status == "replaced"
+        assert by_slot[T0].reason == reasons.REPLACED.format(
+            slot=(T0 + timedelta(minutes=1)).isoformat())
+    else:  # ended on its own: kept as it ended
+        assert launcher.ended == [] and by_slot[T0].status == "finished"
+
+
+async def test_overlap_allow_keeps_every_execution_running(store):
+    # the follower ends an earlier execution only for overlap=replace
+    allow = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *",
+                                              overlap="allow", run_at=None))
+    launcher, clock = FakeLauncher(), Clock(T0)
+    timer = make_timer(store, launcher, clock=clock)
+    for _ in range(2):
+        await timer.fire_due()
+        await timer.drain()
+        clock.advance(minutes=1)
+    launcher.statuses.update({"fid-1": "running", "fid-2": "running"})
+    await timer.follow()
+    assert launcher.ended == []
+    assert {r.status for r in (await store.runs(allow.id))[0]} == {"running"}
 
 
 async def test_a_backfill_runs_each_past_slot_through_the_timer_once(store):
