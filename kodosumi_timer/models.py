@@ -417,6 +417,10 @@ class RunResponse(BaseModel):
     fid: str | None
     reason: str | None
     finished_at: datetime | None
+    inputs: dict[str, Any] | None = Field(
+        default=None, description="the inputs this run launched with when they were not "
+                                  "its schedule's (a trigger URL call's own merged over "
+                                  "them); null: the schedule's")
     notifications: list[DeliveryResponse] = Field(
         default_factory=list, description="the notifications sent of this run")
 

@@ -604,7 +604,7 @@ def run_response(run: RunRow) -> RunResponse:
     return RunResponse(id=run.id, schedule_id=run.schedule_id, slot=run.slot,
                        attempt=run.attempt, trigger=run.trigger, status=run.status,
                        fired_at=run.fired_at, fid=run.fid, reason=run.reason,
-                       finished_at=run.finished_at)
+                       finished_at=run.finished_at, inputs=run.inputs)
 
 
 def change_response(change: ChangeRow) -> ChangeResponse:

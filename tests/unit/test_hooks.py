@@ -261,6 +261,8 @@ async def test_inputs_of_the_call_are_merged_over_the_stored_ones_and_checked(ap
     assert response.status_code == 202, response.text
     [run] = await stored_runs(api, row["id"])
     assert run.inputs == {"text": "hello", "n": "5", "message": "hi"}
+    listed = (await api.get(f"/schedule/{row['id']}/runs", headers=token(ALICE))).json()
+    assert [r["inputs"] for r in listed["items"]] == [run.inputs]  # the run shows its own
     # the schedule keeps its own
     assert (await services(api).store.get_schedule(row["id"])).inputs == {
         "text": "hello", "n": "3", "message": ""}
