@@ -55,7 +55,8 @@ from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateT
 
 ACTIVE_RUN_STATES = tuple(ACTIVE)
 # a run of these ended the moment it was recorded
-_ENDED_AT_RECORD = ("missed", "skipped", "failed", "rejected", "unknown")
+_ENDED_AT_RECORD = (RunStatus.MISSED, RunStatus.SKIPPED, RunStatus.FAILED, RunStatus.REJECTED,
+                    RunStatus.UNKNOWN)
 
 
 def new_id() -> str:
@@ -354,7 +355,7 @@ class Store(SystemRows, NotificationStore, HistoryRows):
                 if not await self._advance(s, schedule, values):
                     return None
                 for missed_slot, why in missed:
-                    s.add(RunRow(**self._run_values(schedule, missed_slot, "missed", now,
+                    s.add(RunRow(**self._run_values(schedule, missed_slot, RunStatus.MISSED, now,
                                                     timer_id, reason=why)))
                 run = RunRow(**self._run_values(schedule, slot, "queued", now, timer_id,
                                                 trigger=trigger, lease_until=lease_until))
@@ -415,7 +416,7 @@ class Store(SystemRows, NotificationStore, HistoryRows):
             won = [r for r in requests if r.schedule.id in mine]
             if not won:
                 return []
-            missed_rows = [self._run_values(r.schedule, slot, "missed", now, timer_id,
+            missed_rows = [self._run_values(r.schedule, slot, RunStatus.MISSED, now, timer_id,
                                             reason=why)
                            for r in won for slot, why in r.missed]
             if missed_rows:
@@ -615,7 +616,7 @@ class Store(SystemRows, NotificationStore, HistoryRows):
         run_rows, schedule_rows = [], []
         for r in results:
             # a run that was never sent (skipped, missed at its last check) has no fired_at
-            fired = None if r.status in ("skipped", "missed") else r.at
+            fired = None if r.status in (RunStatus.SKIPPED, RunStatus.MISSED) else r.at
             run_rows.append({"b_id": r.run.id, "b_of": r.run.schedule_id,
                              "b_status": r.status, "b_fid": r.fid,
                              "b_reason": r.reason, "b_fired": fired,
@@ -655,7 +656,7 @@ class Store(SystemRows, NotificationStore, HistoryRows):
                 conn, {r.run.schedule_id for r in results if r.status not in ACTIVE})
         for r in results:
             r.run.status, r.run.fid, r.run.reason = r.status, r.fid, r.reason
-            if r.status not in ("skipped", "missed"):
+            if r.status not in (RunStatus.SKIPPED, RunStatus.MISSED):
                 r.run.fired_at = r.run.fired_at or r.at
         return released
 

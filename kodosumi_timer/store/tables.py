@@ -90,7 +90,7 @@ class ScheduleRow(Base):
     # [0, jitter) s, the run timeout, pausing after failures in a row, the trigger URL
     every_seconds: Mapped[int | None] = mapped_column(Integer)
     anchor: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    exclude_dates: Mapped[list[str] | None] = mapped_column(JSON)
+    exclude_dates: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     dst_gap: Mapped[str | None] = mapped_column(String(8))
     dst_repeat: Mapped[str | None] = mapped_column(String(8))
     jitter: Mapped[int | None] = mapped_column(Integer)

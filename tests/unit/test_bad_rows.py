@@ -99,7 +99,9 @@ def test_no_excluded_dates_stored_as_json_null_is_no_dates(tmp_path):
             async with store.engine.begin() as conn:
                 stored = (await conn.execute(text("SELECT exclude_dates FROM schedule"))
                           ).scalar_one()
-            assert stored == "null"
+                assert stored is None  # written as SQL NULL now
+                # as rows written before that still hold it
+                await conn.execute(text("UPDATE schedule SET exclude_dates = 'null'"))
             launcher = FakeLauncher()
             timer = Timer(store, launcher, FakeRoles(), LocalWaker(),
                           TimerConfig(backoff=lambda attempt: 0.0), clock=Clock(T0))

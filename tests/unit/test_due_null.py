@@ -1,6 +1,7 @@
 """A schedule saved with ``exclude_dates`` None (as the API saves every rule without
-excluded dates) is stored as JSON null; the timer reads that as no excluded dates, not
-as a bad row (found by the metrics integration test: every such schedule was paused)."""
+excluded dates) is stored as SQL NULL (as JSON null before, see test_bad_rows); the timer
+reads either as no excluded dates, not as a bad row (found by the metrics integration
+test: every such schedule was paused)."""
 
 from kodosumi_timer.store.due import DueSchedule
 from tests.unit.factories import T0, schedule
