@@ -332,19 +332,32 @@ def test_interval_slots_are_anchor_plus_k_every(stack, rich):
     sid, anchor = schedule["id"], schedule["sent_anchor"]
     assert at(schedule["anchor"]) == anchor and at(schedule["next_run"]) == anchor
 
-    def two_finished():
-        done = [r for r in runs(user, sid) if r["status"] == "finished"]
-        return done if len(done) == 2 else None
+    def both_followed():
+        """Both slots launched, kodosumi lists both, and our record of each says what
+        kodosumi says, one of them finished. (CI once saw kodosumi keep a quick
+        execution `running` for minutes on a loaded machine: the rule under test here
+        is the slots; what we record must only agree with kodosumi.)"""
+        launched = [r for r in runs(user, sid) if r["fid"]]
+        executions = timeline(user)
+        if len(launched) != 2 or not all(r["fid"] in executions for r in launched):
+            return None
+        for run in launched:
+            kodo = executions[run["fid"]]["status"]
+            if run["status"] != kodo and not (
+                    kodo in ("starting", "running") and run["status"] in ("launched", "running")):
+                return None
+        if not any(r["status"] == "finished" for r in launched):
+            return None
+        return launched, executions
 
-    done = until(user, sid, two_finished, DEADLINE, "two finished interval runs")
+    done, executions = until(user, sid, both_followed, DEADLINE,
+                             "two interval runs followed to kodosumi's status")
     assert len(runs(user, sid)) == 2
+    done.sort(key=lambda r: at(r["slot"]))
     assert [at(r["slot"]) for r in done] == [anchor, anchor + timedelta(seconds=EVERY)]
-    executions = timeline(user)
     for run in done:
         fired = at(run["fired_at"])
         assert at(run["slot"]) <= fired < at(run["slot"]) + timedelta(seconds=5), run
         assert run["trigger"] == "timer"
-        item = executions[run["fid"]]
-        assert item["status"] == "finished"
-        assert recorded_inputs(item)["message"] == "on the interval"
+        assert recorded_inputs(executions[run["fid"]])["message"] == "on the interval"
     assert user.client.get(f"/schedule/{sid}").json()["state"] == "done"
