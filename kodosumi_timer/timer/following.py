@@ -153,7 +153,9 @@ class Follower:
                         run.id, run.fid, change.status, exc)
             return None
         log.info("run %s (%s) ended: %s", run.id, run.fid, change.reason)
-        return change
+        # ended when kodosumi confirmed it, not when the round began (seconds earlier on
+        # a loaded machine: CI saw a finished_at before kodosumi's first event)
+        return RunChange(run, change.status, self.clock(), change.reason)
 
     async def _status(self, run: RunRow) -> str | None:
         """kodosumi's status of the run's execution; None: kodosumi does not know it;
