@@ -30,6 +30,7 @@ import math
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -197,6 +198,7 @@ class Outcome:
     unkeyed: int = 0
     runs_by_status: dict[str, int] = field(default_factory=dict)
     child_stats: dict[str, Any] = field(default_factory=dict)
+    fires_each: list[int] = field(default_factory=list)  # launches per timer process
     load: str = ""
     note: str = ""
     cap: float = 0.0  # seconds after the last slot the run waited for its launches
@@ -213,6 +215,19 @@ class Outcome:
     @property
     def max(self) -> float:
         return max(self.late_ms) if self.late_ms else float("nan")
+
+
+def parse_scenario(name: str, isolated: int) -> tuple[int, int]:
+    """``isolated``, ``burst10000`` (one timer), ``burst10000x4`` (four timers on one
+    store), ``twotimers1000`` (the older name of ``burst1000x2``) → (slots, timers)."""
+    if name == "isolated":
+        return isolated, 1
+    match = re.fullmatch(r"(?:burst(\d+)(?:x(\d+))?|twotimers(\d+))", name)
+    if match is None:
+        raise SystemExit(f"unknown scenario {name!r}: isolated, burstN or burstNxT")
+    if match[3]:
+        return int(match[3]), 2
+    return int(match[1]), int(match[2] or 1)
 
 
 def scenario_slots(scenario: str, n: int, t0: float, gap: float) -> list[float]:
@@ -323,6 +338,7 @@ def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str
         try:
             line = wait_line(child, "stats", timeout=1)
             stats = json.loads(line.split(" ", 1)[1])
+            out.fires_each.append(stats.get("fires", 0))
             for key, value in stats.items():
                 out.child_stats[key] = out.child_stats.get(key, 0) + value
         except RuntimeError:
@@ -497,12 +513,10 @@ def main() -> None:
                "postgresql": PG_URL}
         for backend in args.backends.split(","):
             for scenario in args.scenarios.split(","):
-                timers = 2 if scenario.startswith("twotimers") else 1
-                n = args.isolated if scenario == "isolated" else int(
-                    scenario.removeprefix("burst").removeprefix("twotimers"))
+                n, timers = parse_scenario(scenario, args.isolated)
                 for rep in range(args.runs):
                     for scheduler in args.schedulers.split(","):
-                        if timers == 2 and scheduler == "aps":
+                        if timers > 1 and scheduler == "aps":
                             continue  # APScheduler 3 does not support sharing a job store
                         out = measure(scheduler, backend, dbs[backend],
                                       admin_db, scenario, n, target_url, workdir,
@@ -515,6 +529,7 @@ def main() -> None:
                                   f"; dup {out.duplicates} early {out.early} "
                                   f"missing {out.missing}; runs {out.runs_by_status} "
                                   f"{out.child_stats}"
+                                  + (f" per timer {out.fires_each}" if timers > 1 else "")
                                   + (f" worst: slot #{out.worst}" if out.worst >= 0 else "")
                                   + f" {out.note} [{out.load}]", flush=True)
     finally:

@@ -86,6 +86,7 @@ class Pacer:
     _by_owner: Counter[str] = field(default_factory=Counter)
     _queues: dict[str, _OwnerQueue] = field(default_factory=dict)
     _turns: deque[str] = field(default_factory=deque)
+    _waiting_by_flow: Counter[str] = field(default_factory=Counter)
     _recheck: asyncio.TimerHandle | None = None
     _arrivals: int = 0
 
@@ -105,6 +106,7 @@ class Pacer:
             self._queues[owner] = {}
             self._turns.append(owner)
         self._queues[owner].setdefault(flow, deque()).append(waiter)
+        self._waiting_by_flow[flow] += 1
         self._dispatch()
         try:
             return await waiter.future
@@ -160,10 +162,12 @@ class Pacer:
         now = self.clock()
         return sum(1 for t in self._in_flight if now - t.started < self.stuck_after)
 
+    def _capped(self) -> bool:
+        return self.max_running is not None and \
+            self.running.total() + len(self._in_flight) >= self.max_running
+
     def _global_room(self, owner: str) -> bool:
-        if self.max_running is not None and \
-                self.running.total() + len(self._in_flight) >= self.max_running and \
-                self.running[owner] + self._by_owner[owner] > 0:
+        if self._capped() and self.running[owner] + self._by_owner[owner] > 0:
             return False
         return self.panel.allows(self._panel_busy())
 
@@ -190,24 +194,43 @@ class Pacer:
     def _dispatch(self) -> None:
         """Hand out turns while there is room: owners in turn, each owner's oldest launch
         whose flow has room. An owner served goes to the back of the line; one whose
-        launches cannot go yet keeps its place."""
-        granted = True
-        while granted and self._turns:
-            granted = False
+        launches cannot go yet keeps its place. Called on every answer: when the panel
+        or every waiting flow is full it returns without looking at the owners (a burst
+        of one agent for a thousand owners made each call a scan of a thousand)."""
+        while self._turns and self.panel.allows(self._panel_busy()):
+            open_flows = {flow for flow, n in self._waiting_by_flow.items()
+                          if n > 0 and self._flow(flow).allows(self._by_flow[flow])}
+            if not open_flows:
+                return
+            capped = self._capped()
             for owner in list(self._turns):
                 queues = self._queues[owner]
-                waiter = self._oldest_ready(queues) if self._global_room(owner) else None
+                waiter = None
+                if not (capped and self.running[owner] + self._by_owner[owner] > 0) \
+                        and not open_flows.isdisjoint(queues):
+                    waiter = self._oldest_ready(queues)
+                self._drop_empty(owner)
                 if waiter is not None:
                     queues[waiter.flow].popleft()
+                    self._waiting_by_flow[waiter.flow] -= 1
                     waiter.future.set_result(self._grant(waiter.owner, waiter.flow))
-                    granted = True
-                    self._turns.remove(owner)
-                    self._turns.append(owner)
-                for flow in [f for f, q in queues.items() if not q]:
-                    del queues[flow]
-                if not queues:
-                    del self._queues[owner]
-                    self._turns.remove(owner)
+                    self._drop_empty(owner)
+                    if owner in self._queues:
+                        self._turns.remove(owner)
+                        self._turns.append(owner)
+                    break
+            else:
+                return  # nobody could go
+
+    def _drop_empty(self, owner: str) -> None:
+        queues = self._queues.get(owner)
+        if queues is None:
+            return
+        for flow in [f for f, q in queues.items() if not q]:
+            del queues[flow]
+        if not queues:
+            del self._queues[owner]
+            self._turns.remove(owner)
 
     def _oldest_ready(self, queues: _OwnerQueue) -> _Waiter | None:
         """The oldest waiting launch of an owner whose flow has room (cancelled ones
@@ -216,6 +239,7 @@ class Pacer:
         for flow, queue in queues.items():
             while queue and queue[0].future.cancelled():
                 queue.popleft()
+                self._waiting_by_flow[flow] -= 1
             if queue and self._flow(flow).allows(self._by_flow[flow]) and \
                     (best is None or queue[0].seq < best.seq):
                 best = queue[0]

@@ -125,3 +125,35 @@ async def test_a_full_flow_never_hides_the_same_owners_launches_of_another_flow(
     await asyncio.gather(*stuck, return_exceptions=True)
     pacer.done(held)
     assert pacer.waiting == 0 and pacer.in_flight == 0
+
+
+async def test_an_answer_during_a_full_burst_does_not_look_at_every_waiting_owner(
+        monkeypatch):
+    # a burst of one agent for a thousand owners: each answer frees one place; handing
+    # it out must look at the owners until one can go, not at all thousand every time
+    pacer = Pacer(initial=2.0, high=2.0)
+    held = [await pacer.turn(f"owner{i}", "/f/") for i in range(2)]
+    tasks = [asyncio.create_task(pacer.turn(f"owner{i}", "/f/")) for i in range(2, 1002)]
+    await asyncio.sleep(0)
+    assert pacer.waiting == 1000
+    looked = 0
+    oldest_ready = Pacer._oldest_ready
+
+    def counting(self, queues):
+        nonlocal looked
+        looked += 1
+        return oldest_ready(self, queues)
+
+    monkeypatch.setattr(Pacer, "_oldest_ready", counting)
+    for ticket in held:
+        pacer.done(ticket)
+    await asyncio.sleep(0)
+    assert looked == 2  # one owner per freed place
+    assert sum(t.done() for t in tasks) == 2
+    assert [t.result().owner for t in tasks if t.done()] == ["owner2", "owner3"]
+    looked = 0
+    pacer.done(tasks[0].result())  # the flow is full again after this grant
+    pacer.observe(tasks[1].result(), overloaded=False)
+    assert looked == 1
+    for task in tasks:
+        task.cancel()
