@@ -89,6 +89,15 @@ def _child_logging(workdir: str, name: str) -> None:
 Beside = Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]
 
 
+def _cpu_seconds() -> float:
+    """CPU time this process used (user + system): a figure that other jobs on the
+    machine move much less than wall time."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def child_ours(db: str, admin_db: str, target: str, workdir: str,
                      beside: Beside | None = None) -> None:
     from kodosumi_timer.bridge import PanelLauncher, RoleTable
@@ -113,8 +122,14 @@ async def child_ours(db: str, admin_db: str, target: str, workdir: str,
             print("ready", flush=True)
             await timer.run()
     finally:
+        # the pacer's learnt limits at the end (summed over timers by the parent)
+        flows = [limit.value for limit in timer.pacer.flows.values()]
         print("stats " + json.dumps({"fires": timer.stats.fires,
-                                     "failures": timer.stats.failures} | extra), flush=True)
+                                     "failures": timer.stats.failures,
+                                     "panel_limit": round(timer.pacer.panel.value, 1),
+                                     "flow_limit": round(min(flows, default=0), 1),
+                                     "cpu_s": round(_cpu_seconds(), 2)} | extra),
+              flush=True)
         await launcher.close()
         await roles.close()
         await store.close()
