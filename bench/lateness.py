@@ -128,7 +128,13 @@ async def child_ours(db: str, admin_db: str, target: str, workdir: str,
                                      "failures": timer.stats.failures,
                                      "panel_limit": round(timer.pacer.panel.value, 1),
                                      "flow_limit": round(min(flows, default=0), 1),
-                                     "cpu_s": round(_cpu_seconds(), 2)} | extra),
+                                     "cuts": timer.pacer.panel.cuts + sum(
+                                         limit.cuts for limit in timer.pacer.flows.values()),
+                                     "cpu_s": round(_cpu_seconds(), 2),
+                                     "gate": [timer.launching.gate.batches,
+                                              timer.launching.gate.judged,
+                                              round(timer.launching.gate.seconds, 2)]}
+                                    | extra),
               flush=True)
         await launcher.close()
         await roles.close()
@@ -355,7 +361,9 @@ def _measure(scheduler: str, backend: str, db: str, admin_db: str, scenario: str
             stats = json.loads(line.split(" ", 1)[1])
             out.fires_each.append(stats.get("fires", 0))
             for key, value in stats.items():
-                out.child_stats[key] = out.child_stats.get(key, 0) + value
+                # numbers are summed over the timers, lists are joined
+                out.child_stats[key] = out.child_stats.get(
+                    key, [] if isinstance(value, list) else 0) + value
         except RuntimeError:
             pass
     seen: set[str] = set()

@@ -9,6 +9,7 @@ execution for this run. Everything else ends the run with what is known.
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,6 +81,10 @@ class SendGate:
         self.send_lease = send_lease
         self._pending: list[tuple[Claim, asyncio.Future[Verdict]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        # how the checks went (benches print them): batches, runs judged, seconds
+        self.batches = 0
+        self.judged = 0
+        self.seconds = 0.0
 
     async def admit(self, claim: Claim) -> Verdict:
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
@@ -93,7 +98,11 @@ class SendGate:
         while self._pending:
             batch, self._pending = self._pending, []
             batch = [(c, f) for c, f in batch if not f.done()]
+            started = time.monotonic()
             verdicts = await self._judge_until_answered([c for c, _ in batch])
+            self.batches += 1
+            self.judged += len(batch)
+            self.seconds += time.monotonic() - started
             for (_, future), verdict in zip(batch, verdicts, strict=True):
                 if not future.done():
                     future.set_result(verdict)
@@ -287,10 +296,12 @@ class Launching:
                         schedule.flow_url, schedule.owner, run_inputs(claim), marker=marker)
             except Exception as exc:  # whatever it was, the request may have gone out
                 outcome = LaunchOutcome("in_doubt", reason=f"launch error: {exc!r}"[:300])
-            self.metrics.answered((self.clock() - sent_at).total_seconds())
+            answered_in = (self.clock() - sent_at).total_seconds()
+            self.metrics.answered(answered_in)
             if ticket is not None:
                 self.pacer.observe(ticket, overloaded=outcome.kind in ("in_doubt", "not_sent")
-                                   or (outcome.kind == "refused" and outcome.retryable))
+                                   or (outcome.kind == "refused" and outcome.retryable),
+                                   seconds=answered_in)
             last = attempt == self.attempts
             if outcome.kind == "launched":
                 return LaunchResult(run, RunStatus.LAUNCHED, self.clock(), outcome.fid)

@@ -118,6 +118,7 @@ class Timer:
                                  on_release=self._nudged.set)
         self._stopping = asyncio.Event()
         self._launches: dict[asyncio.Task[None], int] = {}  # task -> run id
+        self._launch_ended = asyncio.Event()  # set as each launch task ends
         self._renewed = 0.0
         self._recovered = -RECOVER_EVERY  # the first turn looks at once
         self._seen = 0
@@ -300,9 +301,15 @@ class Timer:
 
     def _start(self, claim: Claim) -> None:
         self.stats.fires += 1
-        task = asyncio.create_task(self._launch(claim))
-        self._launches[task] = claim.run.id
-        task.add_done_callback(self._launches.pop)
+        self._track(asyncio.create_task(self._launch(claim)), claim.run.id)
+
+    def _track(self, task: asyncio.Task[None], run_id: int) -> None:
+        self._launches[task] = run_id
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task: asyncio.Task[None]) -> None:
+        self._launches.pop(task, None)
+        self._launch_ended.set()
 
     async def _launch(self, claim: Claim) -> None:
         await self.launching.launch(claim)
@@ -311,12 +318,15 @@ class Timer:
         """Claim the next batch only once fewer than ``limit`` launches are pending:
         what a killed timer leaves behind is at most about two batches. The leases of
         the runs held are renewed meanwhile (the loop cannot while it waits here)."""
-        while not self._stopping.is_set():
-            pending = [task for task in self._launches if not task.done()]
-            if len(pending) < limit:
-                return
-            await asyncio.wait(pending, timeout=self.config.lease / 3,
-                               return_when=asyncio.FIRST_COMPLETED)
+        # an event set by each ending task, not asyncio.wait on all of them: that adds
+        # and removes a callback on every pending task per ending one (10,000 launches
+        # through a backlog of 500-1,000 made some ten million of them)
+        while not self._stopping.is_set() and len(self._launches) >= limit:
+            self._launch_ended.clear()
+            try:
+                await asyncio.wait_for(self._launch_ended.wait(), self.config.lease / 3)
+            except TimeoutError:
+                pass
             await self.renew_leases()
 
     # ---- leases: keeping ours, taking over what others left ---------------------
@@ -350,9 +360,7 @@ class Timer:
             await self._launch_held(queued, check_owner=False)
         for run in taken:
             if run.status == RunStatus.LAUNCHING:
-                task = asyncio.create_task(self._settle(run))
-                self._launches[task] = run.id
-                task.add_done_callback(self._launches.pop)
+                self._track(asyncio.create_task(self._settle(run)), run.id)
         return len(taken)
 
     async def _settle(self, run: RunRow) -> None:

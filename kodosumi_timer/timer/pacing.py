@@ -33,6 +33,7 @@ class Limit:
     high: float = 32.0
     target: float = 2.0  # seconds: slower answers mean "overloaded"
     backoff: float = 0.5
+    cuts: int = 0  # how often it was cut (benches print it)
     _cut_at: float = -1e9
 
     def allows(self, in_flight: int) -> bool:
@@ -43,6 +44,7 @@ class Limit:
             if now - self._cut_at >= self.target:
                 self.value = max(self.low, self.value * self.backoff)
                 self._cut_at = now
+                self.cuts += 1
         else:
             self.value = min(self.high, self.value + 1.0 / self.value)
 
@@ -115,10 +117,13 @@ class Pacer:
                 self.done(waiter.future.result())  # granted as it was cancelled
             raise
 
-    def observe(self, ticket: Ticket, overloaded: bool) -> None:
-        """kodosumi answered the request of ``ticket`` (or did not: ``overloaded``)."""
+    def observe(self, ticket: Ticket, overloaded: bool, seconds: float | None = None) -> None:
+        """kodosumi answered the request of ``ticket`` (or did not: ``overloaded``) after
+        ``seconds`` (default: since the turn was given; the launch passes the request's
+        own time, so that the store's check before sending is not taken for kodosumi's)."""
         now = self.clock()
-        seconds = now - ticket.started
+        if seconds is None:
+            seconds = now - ticket.started
         self.panel.observe(seconds, overloaded, now)
         self._flow(ticket.flow).observe(seconds, overloaded, now)
 

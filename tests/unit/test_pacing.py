@@ -157,3 +157,17 @@ async def test_an_answer_during_a_full_burst_does_not_look_at_every_waiting_owne
     assert looked == 1
     for task in tasks:
         task.cancel()
+
+
+async def test_the_limit_learns_from_the_request_time_not_the_wait_before_it():
+    """A launch whose turn came 5 s before its request went (the store's check was slow)
+    but which kodosumi answered in 0.1 s does not cut the limit."""
+    clock = Clock()
+    pacer = Pacer(initial=4.0, high=32.0, target=2.0, clock=clock)
+    ticket = await pacer.turn("alice", "/f/")
+    clock.now = 5.0
+    pacer.observe(ticket, overloaded=False, seconds=0.1)
+    assert pacer.panel.cuts == 0 and pacer.panel.value > 8.0
+    pacer.observe(ticket, overloaded=False)  # measured from the turn: 5 s, too slow
+    assert pacer.panel.cuts == 1
+    pacer.done(ticket)

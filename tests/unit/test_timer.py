@@ -710,7 +710,27 @@ async def test_drain_returns_when_a_finished_launch_is_still_in_the_set(store):
     await finished
     timer._launches[finished] = 1  # as if its done callback had not run yet
     await asyncio.wait_for(timer.drain(), timeout=5)
+    # the backlog waits for the ending task's callback (due as soon as it is tracked)
+    timer._track(finished, 1)
+    assert len(timer._launches) == 1
     await asyncio.wait_for(timer._backlog_below(1), timeout=5)
+    assert not timer._launches
+
+
+async def test_the_backlog_wait_ends_when_a_launch_ends_not_at_its_timeout(store):
+    """Claiming waits while the backlog is full and goes on as soon as one launch ends."""
+    timer = make_timer(store, FakeLauncher())
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(gate.wait()) for _ in range(3)]
+    for n, task in enumerate(tasks):
+        timer._track(task, n)
+    waiting = asyncio.create_task(timer._backlog_below(3))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # 3 pending, limit 3
+    tasks[0].cancel()
+    await asyncio.wait_for(waiting, timeout=2)  # lease/3 is 10 s: the end woke it
+    gate.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_following_walks_many_active_runs_round_robin(store, monkeypatch):
