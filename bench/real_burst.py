@@ -9,12 +9,15 @@ schedule list take to answer meanwhile (p50/p95/max), and the machine's load.
 
     .venv/bin/python bench/real_burst.py                  # 120 + 1 slots, the demo's cap
     .venv/bin/python bench/real_burst.py --slots 60 --max-running 0   # no cap
+
+Ctrl-C (or SIGTERM) stops waiting for the runs to end and prints what is known.
 """
 
 import argparse
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -93,6 +96,10 @@ def main() -> None:
     ap.add_argument("--lead", type=float, default=45.0, help="seconds until the slot")
     ap.add_argument("--timeout", type=float, default=1800.0)
     args = ap.parse_args()
+    # Ctrl-C or SIGTERM stops the wait (a run kodosumi keeps `running` for ever, say):
+    # what is known is printed and the stack stopped
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.max_running:
         os.environ["KODO_TIMER_MAX_RUNNING"] = str(args.max_running)
     group = ProcessGroup(progress=print)
@@ -118,18 +125,21 @@ def main() -> None:
         probe.start()
         deadline = time.monotonic() + args.timeout
         runs: dict[str, dict] = {}
-        while time.monotonic() < deadline:
-            time.sleep(3)
-            for sid, client in ids.items():
-                if sid in runs and runs[sid]["status"] in FINAL:
-                    continue
-                items = client.get(f"/schedule/{sid}/runs").json()["items"]
-                if items:
-                    runs[sid] = items[0]
-            done = sum(1 for r in runs.values() if r["status"] in FINAL)
-            print(f"  {done}/{len(ids)} ended, load {os.getloadavg()[0]:.1f}", flush=True)
-            if done == len(ids):
-                break
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(3)
+                for sid, client in ids.items():
+                    if sid in runs and runs[sid]["status"] in FINAL:
+                        continue
+                    items = client.get(f"/schedule/{sid}/runs").json()["items"]
+                    if items:
+                        runs[sid] = items[0]
+                done = sum(1 for r in runs.values() if r["status"] in FINAL)
+                print(f"  {done}/{len(ids)} ended, load {os.getloadavg()[0]:.1f}", flush=True)
+                if done == len(ids):
+                    break
+        except KeyboardInterrupt:
+            print("stopped waiting; what is known so far:")
         probe.stop.set()
         probe.join(5)
         statuses: dict[str, int] = {}
