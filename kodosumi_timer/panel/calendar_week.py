@@ -18,7 +18,7 @@ from kodosumi_timer.rules import StoredRule, rule_of
 DAYS = 7
 SHOWN_PER_SCHEDULE = 3  # slots of one schedule shown on one day
 SHOWN_PER_DAY = 8  # entries shown on one day
-COUNTED = 200  # slots of one schedule counted on one day; beyond: "200+"
+COUNTED = 100  # slots of one schedule counted on one day; beyond: "97+ more"
 _TICK = timedelta(microseconds=1)
 
 
@@ -117,7 +117,11 @@ def week(schedules: Iterable[CalendarSchedule], zone: str, now: datetime,
         for row in rows:
             budget = left[row.id]
             wanted = COUNTED + 1 if budget is None else min(COUNTED + 1, budget)
-            found = _slots(row, start, end, wanted)
+            # a few first (all a daily rule has), the rest only when there are more: a
+            # cron rule computes as many slots as asked, even past the day's end
+            found = _slots(row, start, end, min(wanted, SHOWN_PER_SCHEDULE + 1))
+            if len(found) == SHOWN_PER_SCHEDULE + 1 < wanted:
+                found += _slots(row, found[-1] + _TICK, end, wanted - len(found))
             if len(found) > COUNTED:
                 found, capped = found[:COUNTED], True
             if budget is not None:

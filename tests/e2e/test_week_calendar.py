@@ -106,15 +106,18 @@ def test_two_schedules_show_on_their_days_in_the_browsers_zone(stack, new_user, 
     expect(dark.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
     _shoot(dark, "calendar-dark")
 
-    phone = open_page(user.name, width=390, height=844)
-    phone.goto(stack.panel_url + "/admin/schedule/")
-    expect(phone.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
-    # stacked: each day below the one before
-    first, second = (phone.locator("li.cal-day").nth(i).bounding_box() for i in (0, 1))
-    assert first and second and second["y"] >= first["y"] + first["height"] - 1
-    _shoot(phone, "calendar-phone")
-    phone_dark = open_page(other.name, width=390, height=844, theme="dark")
-    phone_dark.goto(stack.panel_url + "/admin/schedule/")
-    expect(phone_dark.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
-    expect(phone_dark.locator("#week-calendar")).to_contain_text("Someone else's")
-    _shoot(phone_dark, "calendar-phone-dark")
+    for theme, name in (("light", "calendar-phone"), ("dark", "calendar-phone-dark")):
+        phone = open_page(user.name, width=390, height=844, theme=theme)
+        phone.goto(stack.panel_url + "/admin/schedule/")
+        expect(phone.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
+        # stacked: each day below the one before
+        first, second = (phone.locator("li.cal-day").nth(i).bounding_box() for i in (0, 1))
+        assert first and second and second["y"] >= first["y"] + first["height"] - 1
+        _shoot(phone, name)
+
+    # the other user's calendar has their own schedule only
+    theirs = open_page(other.name, width=1280, height=1000)
+    theirs.goto(stack.panel_url + "/admin/schedule/")
+    expect(theirs.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
+    expect(theirs.locator("#week-calendar")).to_contain_text("Someone else's")
+    expect(theirs.locator("#week-calendar")).not_to_contain_text("Quarterly report")
