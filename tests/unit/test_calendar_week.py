@@ -139,3 +139,12 @@ def test_the_view_says_more_with_a_floor_when_counting_stopped():
     half_hourly = daily("*/30 * * * *", next_run=T0 + timedelta(minutes=30))
     day = calendar_context([half_hourly], "UTC", T0, everyone=False)["days"][1]
     assert day["more"] == f"+{48 - cw.SHOWN_PER_SCHEDULE} more"
+
+
+def test_an_interval_rule_runs_in_elapsed_time_across_the_days():
+    row = schedule(schedule_type="interval", every_seconds=10 * 3600, anchor=T0,
+                   next_run=T0 + timedelta(hours=10), run_at=None, timezone="Europe/Berlin")
+    week = cw.week([row], "UTC", T0)
+    assert slots(week)[date(2027, 3, 1)] == ["18:00"]
+    assert slots(week)[date(2027, 3, 2)] == ["04:00", "14:00"]
+    assert slots(week)[date(2027, 3, 3)] == ["00:00", "10:00", "20:00"]
