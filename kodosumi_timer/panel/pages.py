@@ -22,6 +22,7 @@ from kodosumi_timer import cron
 from kodosumi_timer.bridge import rendered
 from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import PreviewRequest, PreviewTime, ScheduleResponse
+from kodosumi_timer.panel.calendar_view import CALENDAR_LIMIT, TZ_COOKIE, calendar_context
 from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
 from kodosumi_timer.panel.settings_words import OVERLAP_WORDS, interval_words, settings_in_words
 from kodosumi_timer.previews import rule_preview
@@ -266,6 +267,12 @@ class SchedulePages(Controller):
                 text=text, system=True, state=None if show == "all" else show))
         owners = await services.roles.names(r.owner for r in rows) if everyone else {}
         pages = max(1, -(-total // PAGE_SIZE))
+        # the week calendar: the active schedules of whoever the list shows (not its search)
+        coming, coming_total = await services.store.list_schedules(
+            owner, CALENDAR_LIMIT, 0, ScheduleFilter(system=False, state="active"))
+        calendar = calendar_context(coming, request.cookies.get(TZ_COOKIE), services.clock(),
+                                    everyone, coming_total > len(coming),
+                                    lambda r: display_state(r).key)  # type: ignore[arg-type]
         return Template("schedule/list.html", context={
             "items": [_item(r, owners) for r in rows],
             "system_items": [_item(r, {}) for r in system_rows],
@@ -279,7 +286,7 @@ class SchedulePages(Controller):
             if page > 1 else None,
             "next_url": _url(show=show, q=text, everyone=everyone, page=page + 1)
             if page < pages else None,
-            "searching": bool(text) or show != "all",
+            "searching": bool(text) or show != "all", "calendar": calendar,
         })
 
     @get("/new")
