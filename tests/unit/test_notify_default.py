@@ -113,6 +113,9 @@ async def test_a_delivery_by_the_default_is_signed_with_the_defaults_secret(stor
     assert body["status"] == "error" and body["fid"] == "fid-1"
     rows, _ = await store.notifications(row.id, [run.id])
     assert rows[0].source == "default" and rows[0].status == "delivered"
+    from kodosumi_timer.panel.api import delivery_response
+
+    assert delivery_response(rows[0]).source == "default"
 
 
 async def test_a_schedules_own_notify_says_so_in_the_payload(store, receiver):
