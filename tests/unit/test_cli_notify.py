@@ -59,3 +59,40 @@ def test_bad_input_names_the_option(logged_in):
     assert fails("notify-default", "--remove", "--rotate") == \
         "Error: give one of --to, --remove, --rotate, --test (not --remove and --rotate)"
     assert fails("notify-default", "--events", "error") == "Error: --events goes with --to URL"
+
+
+def test_the_page_and_the_bell_render(panel):
+    import httpx
+
+    key = httpx.post(f"{panel}/api/login", json={"name": "admin", "password": "admin"}
+                     ).json()["KODOSUMI_API_KEY"]
+    with httpx.Client(base_url=panel, headers={"KODOSUMI_API_KEY": key}) as web:
+        listing = web.get("/admin/schedule/")
+        assert 'id="notify-default-link"' in listing.text
+        page = web.get("/admin/schedule/notify")
+        assert page.status_code == 200
+        assert 'id="nd-form"' in page.text and 'data-set="no"' in page.text
+        assert 'value="finished">' in page.text  # every event has its box
+
+
+def test_a_schedule_page_says_it_notifies_by_the_default(panel):
+    import httpx
+
+    from tests.unit.factories import FLOW
+
+    key = httpx.post(f"{panel}/api/login", json={"name": "admin", "password": "admin"}
+                     ).json()["KODOSUMI_API_KEY"]
+    with httpx.Client(base_url=panel, headers={"KODOSUMI_API_KEY": key}) as web:
+        made = web.post("/schedule/", json={"flow_url": FLOW, "schedule_type": "cron",
+                                            "cron_expression": "0 9 * * 1", "inputs": {}})
+        assert made.status_code == 201, made.text
+        page = f"/admin/schedule/{made.json()['id']}"
+        assert 'id="notify-default"' not in web.get(page).text
+        hook = "https://hooks.example/default"
+        assert web.put("/schedule/notify-default", json={"url": hook}).status_code == 200
+        try:
+            shown = web.get(page).text
+            assert 'id="notify-default"' in shown and hook in shown
+            assert "by your" in shown
+        finally:
+            web.delete("/schedule/notify-default")
