@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kodosumi_timer import __version__
+from kodosumi_timer.cli_notify import notify_default
 from kodosumi_timer.cli_user import register as register_user_commands
 from kodosumi_timer.config import TimerSettings, get_settings
 from kodosumi_timer.preflight import (
@@ -37,7 +38,7 @@ def cli() -> None:
 
     \b
     For users (through a panel): login, flows, ls, show, create, edit, pause, resume,
-    run, backfill, hook, rm, runs, logout.
+    run, backfill, hook, rm, runs, notify-default, logout.
     For operators: demo, serve, start, stop, status, check-config, db upgrade.
     For everyone: preview.
     """
@@ -445,6 +446,7 @@ def upgrade() -> None:
 
 
 register_user_commands(cli)
+cli.add_command(notify_default)
 
 if __name__ == "__main__":
     cli()

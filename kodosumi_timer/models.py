@@ -404,6 +404,8 @@ class DeliveryResponse(BaseModel):
     last_error: str | None
     created: datetime
     delivered: datetime | None
+    source: str = Field("schedule", description="where its target came from: `schedule` "
+                                                "(its own notify) or `default` (its owner's)")
 
 
 class RunResponse(BaseModel):

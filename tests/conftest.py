@@ -49,7 +49,7 @@ async def _reset_pg(url: str) -> None:
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         for table in ("schedule_change", "schedule_run", "schedule", "schedule_alembic_version",
-                      "notification", "notify_cursor", "schedule_seen"):
+                      "notification", "notify_cursor", "schedule_seen", "user_settings"):
             await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     await engine.dispose()
 

@@ -18,7 +18,7 @@ from kodosumi_timer.clock import utcnow
 from kodosumi_timer.notify import payload, retry
 from kodosumi_timer.notify.delivery import Outcome, Sender
 from kodosumi_timer.store import Store
-from kodosumi_timer.store.tables import NotificationRow, ScheduleRow
+from kodosumi_timer.store.tables import NotificationRow, ScheduleRow, UserSettingsRow
 
 log = logging.getLogger("kodosumi_timer.notify")
 
@@ -35,6 +35,18 @@ CURSOR_EVERY = 5
 # a delivery being sent is held this long; a notifier that died meanwhile lets it go
 LEASE = timedelta(seconds=30)
 BATCH = 50
+
+
+def target(note: NotificationRow, schedule: ScheduleRow,
+           defaults: dict[str, UserSettingsRow]) -> tuple[str | None, str | None]:
+    """The url and secret a delivery goes to now: its schedule's, or (queued from the
+    default) its owner's default as it is now."""
+    if note.source != "default":
+        return schedule.notify_url, schedule.notify_secret
+    default = defaults.get(schedule.owner)
+    if default is None:
+        return None, None
+    return default.notify_url, default.notify_secret
 
 
 class Notifier:
@@ -69,7 +81,9 @@ class Notifier:
             added = await self.store.queue_notifications([
                 {"schedule_id": e.schedule.id, "run_id": e.run.id, "event": e.event,
                  "status": "pending", "attempts": 0, "next_at": now, "created": now,
-                 "body": payload.body(e.event, e.schedule, e.run, self.panel_url, now)}
+                 "source": e.source,
+                 "body": payload.body(e.event, e.schedule, e.run, self.panel_url, now,
+                                      e.source)}
                 for e in found])
             queued += added
             if added == 0:  # queued by another notifier meanwhile: read again next step
@@ -89,24 +103,30 @@ class Notifier:
         if not taken:
             return 0
         schedules = await self.store.schedules_by_id(list({n.schedule_id for n in taken}))
-        await asyncio.gather(*(self._deliver(n, schedules.get(n.schedule_id))
+        # a default's target is read at each attempt: a changed url or secret applies
+        defaults = await self.store.notify_defaults(list({
+            s.owner for n in taken if n.source == "default"
+            and (s := schedules.get(n.schedule_id)) is not None}))
+        await asyncio.gather(*(self._deliver(n, schedules.get(n.schedule_id), defaults)
                                for n in taken))
         return len(taken)
 
-    async def _deliver(self, note: NotificationRow, schedule: ScheduleRow | None) -> None:
+    async def _deliver(self, note: NotificationRow, schedule: ScheduleRow | None,
+                       defaults: dict[str, UserSettingsRow]) -> None:
         attempts = note.attempts + 1
         if schedule is None:  # deleted meanwhile
             await self.store.record_attempt(note.id, "failed", note.attempts, None,
                                             "the schedule was deleted", None)
             return
-        if not schedule.notify_url or not schedule.notify_secret:
-            await self.store.record_attempt(note.id, "failed", note.attempts, None,
-                                            "notifications were turned off", None)
+        url, secret = target(note, schedule, defaults)
+        if not url or not secret:
+            off = ("the default notification was removed" if note.source == "default"
+                   else "notifications were turned off")
+            await self.store.record_attempt(note.id, "failed", note.attempts, None, off, None)
             return
         async with self._slots:
             try:
-                outcome = await self.sender.send(schedule.notify_url, note.body,
-                                                 schedule.notify_secret, note.id, note.event)
+                outcome = await self.sender.send(url, note.body, secret, note.id, note.event)
             except Exception as exc:  # a bug must not stall the queue: logged, retried
                 log.exception("delivery %s failed unexpectedly", note.id)
                 outcome = Outcome(False, True, f"{type(exc).__name__}: {exc}")

@@ -13,8 +13,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def body(event: str, schedule: ScheduleRow, run: RunRow | None, panel_url: str,
-         now: datetime) -> str:
-    """The body as it is sent (and signed): compact JSON with sorted keys."""
+         now: datetime, source: str = "schedule") -> str:
+    """The body as it is sent (and signed): compact JSON with sorted keys.
+    ``notify_source``: the schedule's own notify ("schedule") or its owner's default."""
     base = panel_url.rstrip("/")
     fid = run.fid if run is not None else None
     data: dict[str, Any] = {
@@ -31,6 +32,7 @@ def body(event: str, schedule: ScheduleRow, run: RunRow | None, panel_url: str,
         "fid": fid,
         "note": schedule.note if event == "paused" else None,
         "queued_at": _iso(now),
+        "notify_source": source,
         "links": {
             "schedule": f"{base}/admin/schedule/{schedule.id}",
             "execution": f"{base}/admin/exec/{fid}" if fid else None,

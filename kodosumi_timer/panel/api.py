@@ -593,7 +593,7 @@ UNSEEN_FOR = timedelta(days=1)
 def delivery_response(n: NotificationRow) -> DeliveryResponse:
     return DeliveryResponse(id=n.id, run_id=n.run_id, event=n.event, status=n.status,
                             attempts=n.attempts, next_at=n.next_at, last_error=n.last_error,
-                            created=n.created, delivered=n.delivered)
+                            created=n.created, delivered=n.delivered, source=n.source)
 
 
 def _allow(services: PanelServices) -> list[str]:

@@ -25,6 +25,7 @@ from kodosumi_timer.panel.api import (
 from kodosumi_timer.panel.hooks import HookController, call_hook
 from kodosumi_timer.panel.metrics import metrics
 from kodosumi_timer.panel.nav import install_templates
+from kodosumi_timer.panel.notify_default import NotifyDefaultController, NotifyDefaultPage
 from kodosumi_timer.panel.pages import SchedulePages
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices
 from kodosumi_timer.preflight import check_secret
@@ -34,12 +35,12 @@ from kodosumi_timer.store import open_store
 
 def schedule_router() -> Router:
     return Router(path="/schedule", route_handlers=[ScheduleController, HookController,
-                                                    call_hook],
+                                                    call_hook, NotifyDefaultController],
                   exception_handlers=EXCEPTION_HANDLERS)
 
 
 def pages_router() -> Router:
-    return Router(path="/admin/schedule", route_handlers=[SchedulePages])
+    return Router(path="/admin/schedule", route_handlers=[SchedulePages, NotifyDefaultPage])
 
 
 def _services_hook(settings: TimerSettings, flows: Callable[[State], Flows],

@@ -22,6 +22,7 @@ from kodosumi_timer import cron
 from kodosumi_timer.bridge import rendered
 from kodosumi_timer.errors import TimerError
 from kodosumi_timer.models import PreviewRequest, PreviewTime, ScheduleResponse
+from kodosumi_timer.notify import events as notify_events
 from kodosumi_timer.panel.calendar_view import CALENDAR_LIMIT, TZ_COOKIE, calendar_context
 from kodosumi_timer.panel.services import PanelServices, caller, inputs_problem, services_from
 from kodosumi_timer.panel.settings_words import OVERLAP_WORDS, interval_words, settings_in_words
@@ -323,6 +324,9 @@ class SchedulePages(Controller):
         upcoming, dst_effects = upcoming_slots(data, services.clock())
         mine = row.owner == viewer.role_id
         window = duration(row.catchup_window)
+        # no notify of its own: its owner's default, if any (issue 12)
+        default = None if row.notify_url or row.system else \
+            await services.store.notify_default(row.owner)
         return Template("schedule/detail.html", context={
             "s": data, "json": data.model_dump(mode="json"), "rule": rule_in_words(data),
             "display": display_state(row), "story": what_happened(row), "upcoming": upcoming,
@@ -340,6 +344,9 @@ class SchedulePages(Controller):
             "changes": changes, "changes_total": changes_total, "names": owners,
             # the agent's form may have changed since the inputs were saved
             "inputs_problem": await inputs_problem(services, row),
+            "default_notify": default,
+            "default_notify_events": notify_events.decode(default.notify_events)
+            if default else [],
         })
 
     @get("/{schedule_id:str}/edit")

@@ -10,7 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +35,7 @@ from kodosumi_timer.store.tables import (
     RunRow,
     ScheduleRow,
     SeenRow,
+    UserSettingsRow,
 )
 
 NOTIFICATIONS = cast(Table, NotificationRow.__table__)
@@ -42,6 +57,8 @@ class Ended:
     event: str
     run: RunRow
     schedule: ScheduleRow
+    # "schedule": its own notify; "default": its owner's default
+    source: str = "schedule"
 
 
 class NotificationStore:
@@ -73,29 +90,40 @@ class NotificationStore:
                               ) -> list[Ended]:
         """Runs that ended in (since, until] with a status their schedule notifies of,
         and failed runs with which the timer paused a schedule that notifies of
-        ``paused``, none of them queued yet; oldest first, at most ``limit`` of each."""
-        matching = (ScheduleRow.notify_events.contains(literal(",") + RunRow.status
-                                                       + literal(",")))
+        ``paused``, none of them queued yet; oldest first, at most ``limit`` of each.
+        A schedule without a ``notify`` of its own notifies by its owner's default (user
+        schedules only), with the default's events."""
+        own = ScheduleRow.notify_url.is_not(None)
+        by_default = and_(ScheduleRow.notify_url.is_(None), ScheduleRow.system.is_(False),
+                          UserSettingsRow.notify_url.is_not(None))
+        wanted = type_coerce(case((own, ScheduleRow.notify_events),
+                                  else_=UserSettingsRow.notify_events), String)
+        source = case((own, literal("schedule")), else_=literal("default"))
+        matching = wanted.contains(literal(",") + RunRow.status + literal(","))
         window = and_(RunRow.finished_at > since, RunRow.finished_at <= until,
-                      ScheduleRow.notify_url.is_not(None))
-        by_status = (
-            select(RunRow, ScheduleRow).join(ScheduleRow, ScheduleRow.id == RunRow.schedule_id)
-            .where(window, matching, ~_queued_as(RunRow.status))
-            .order_by(RunRow.finished_at, RunRow.id).limit(limit))
+                      or_(own, by_default))
+
+        def ended() -> Any:
+            return (select(RunRow, ScheduleRow, source)
+                    .join(ScheduleRow, ScheduleRow.id == RunRow.schedule_id)
+                    .outerjoin(UserSettingsRow, UserSettingsRow.owner == ScheduleRow.owner))
+
+        by_status = (ended().where(window, matching, ~_queued_as(RunRow.status))
+                     .order_by(RunRow.finished_at, RunRow.id).limit(limit))
         paused = (
-            select(RunRow, ScheduleRow).join(ScheduleRow, ScheduleRow.id == RunRow.schedule_id)
+            ended()
             .where(window, RunRow.status == "failed", ScheduleRow.state == "paused",
                    ScheduleRow.note.startswith(PAUSED_BY_TIMER, autoescape=True),
                    # the run recorded in the same transaction as the pause
                    ScheduleRow.updated == RunRow.finished_at,
-                   ScheduleRow.notify_events.contains(",paused,", autoescape=True),
+                   wanted.contains(",paused,", autoescape=True),
                    ~_queued_as("paused"))
             .order_by(RunRow.finished_at, RunRow.id).limit(limit))
         async with self.session() as s:
-            found = [Ended(run.status, run, sched)
-                     for run, sched in (await s.execute(by_status)).all()]
-            found += [Ended("paused", run, sched)
-                      for run, sched in (await s.execute(paused)).all()]
+            found = [Ended(run.status, run, sched, str(where))
+                     for run, sched, where in (await s.execute(by_status)).all()]
+            found += [Ended("paused", run, sched, str(where))
+                      for run, sched, where in (await s.execute(paused)).all()]
         return found
 
     async def queue_notifications(self, rows: Sequence[dict[str, Any]]) -> int:

@@ -52,6 +52,7 @@ from kodosumi_timer.store.migrate import upgrade
 from kodosumi_timer.store.notifications import NotificationStore
 from kodosumi_timer.store.system_rows import SystemRows
 from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateTime
+from kodosumi_timer.store.user_defaults import UserDefaults
 
 ACTIVE_RUN_STATES = tuple(ACTIVE)
 # a run of these ended the moment it was recorded
@@ -197,7 +198,7 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-class Store(SystemRows, NotificationStore, HistoryRows):
+class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)

@@ -191,6 +191,10 @@ class NotificationRow(Base):
     body: Mapped[str] = mapped_column(Text, nullable=False)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     delivered: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # where the target came from (migration 0008): "schedule" (its own notify) or
+    # "default" (its owner's default, read again at each attempt)
+    source: Mapped[str] = mapped_column(String(8), nullable=False, default="schedule",
+                                        server_default="schedule")
 
     __table_args__ = (
         # a run's event is queued once, however often (and by how many notifiers) it is seen
@@ -219,3 +223,17 @@ class SeenRow(Base):
 
     owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class UserSettingsRow(Base):
+    """A user's default notification for their schedules that have no ``notify`` of
+    their own (migration 0008); one row per owner, NULL url: no default."""
+
+    __tablename__ = "user_settings"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    notify_url: Mapped[str | None] = mapped_column(String(2000))
+    # stored like ScheduleRow.notify_events: ",error,failed,"
+    notify_events: Mapped[str | None] = mapped_column(String(200))
+    notify_secret: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
