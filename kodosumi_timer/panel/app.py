@@ -27,6 +27,7 @@ from kodosumi_timer.panel.metrics import metrics
 from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.pages import SchedulePages
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices
+from kodosumi_timer.panel.timer_page import timer_page
 from kodosumi_timer.preflight import check_secret
 from kodosumi_timer.schedules import Flows
 from kodosumi_timer.store import open_store
@@ -39,7 +40,7 @@ def schedule_router() -> Router:
 
 
 def pages_router() -> Router:
-    return Router(path="/admin/schedule", route_handlers=[SchedulePages])
+    return Router(path="/admin/schedule", route_handlers=[SchedulePages, timer_page])
 
 
 def _services_hook(settings: TimerSettings, flows: Callable[[State], Flows],
