@@ -59,3 +59,13 @@ def test_jitter_spreads_a_herd_over_the_minutes_it_is_sent_in():
 def test_nothing_active_is_an_empty_day():
     load = coming_load([], NOW)
     assert load.total == 0 and load.busiest == [] and load.schedules == 0
+
+
+def test_the_loads_jitter_is_the_timers_jitter():
+    from kodosumi_timer.load import _jitter_seconds
+    from kodosumi_timer.rules import jitter_offset
+
+    for i in range(50):
+        slot = NOW + timedelta(minutes=7 * i)
+        assert _jitter_seconds(f"s{i}", slot.isoformat(), 600) == \
+            jitter_offset(f"s{i}", slot, 600).total_seconds()
