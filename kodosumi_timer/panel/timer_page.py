@@ -94,7 +94,7 @@ def load_chart(load: ComingLoad) -> Markup:
              f"{load.start:%Y-%m-%d %H:%M} UTC; the busiest minute has {peak}.")
 
 
-async def _forbidden() -> Template:
+def _forbidden() -> Template:
     return Template("schedule/missing.html", status_code=403, context={
         "title": "Operators only",
         "message": "The Timer page shows every user's load; it is for operators.",
@@ -105,7 +105,7 @@ async def _forbidden() -> Template:
 async def timer_page(request: Request[Any, Any, Any], state: State) -> Template:
     services = services_from(state)
     if not await services.roles.is_operator(caller(request)):
-        return await _forbidden()
+        return _forbidden()
     now: datetime = services.clock()
     read_meta: TimerMeta = request.app.state.get(TIMER_META_KEY, ray_timer_meta)
     timer = facts(await read_meta(), None, now, __version__)["timer"]

@@ -33,7 +33,8 @@ class RunFigures:
     lateness: list[float]  # seconds, launch sent minus slot plus its jitter offset
     lateness_capped: bool  # LATENESS_LIMIT launches were found: older ones left out
     outcomes: dict[str, int]  # runs of the last day by status
-    scanned_all: bool  # the day's runs all lay among the newest SCAN_ROWS
+    scanned_all: bool  # the day's runs all lay among the newest SCAN_ROWS (judged by
+    # the slot of the oldest of them: runs are numbered about in slot order)
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,18 @@ async def run_figures(store: Store, now: datetime) -> RunFigures:
     async with store.engine.connect() as conn:
         rows = (await conn.execute(late)).all()
         counted = {str(s): int(n) for s, n in await conn.execute(outcomes)}
-        older = None
-        if floor:  # was anything of the day older than the scanned rows?
-            older = (await conn.execute(select(RunRow.id).where(
-                RunRow.id <= floor, RunRow.slot >= since).limit(1))).first()
+        cut = None
+        if floor:  # the oldest scanned run still of the day: older ones may be too
+            cut = (await conn.execute(select(RunRow.slot).where(RunRow.id > floor)
+                                      .order_by(RunRow.id).limit(1))).scalar_one_or_none()
     lateness = []
     for schedule_id, slot, fired_at, jitter in rows:
         if fired_at is None:  # filtered out by the query; for the type checker
             continue
         sent_for = slot + jitter_offset(schedule_id, slot, jitter)
         lateness.append(max(0.0, (fired_at - sent_for).total_seconds()))
-    return RunFigures(lateness, len(rows) >= LATENESS_LIMIT, counted, older is None)
+    return RunFigures(lateness, len(rows) >= LATENESS_LIMIT, counted,
+                      cut is None or cut < since)
 
 
 async def waiting(store: Store, now: datetime) -> Waiting:

@@ -79,3 +79,18 @@ async def test_load_reads_active_schedules_due_within_the_window(store):
     assert got.rule.cron_expression == "0 9 * * *" and got.rule.timezone == "Europe/Berlin"
     assert got.next_run == NOW + timedelta(hours=1)
     assert [d.isoformat() for d in got.rule.exclude_dates] == ["2027-03-02"]
+
+
+async def test_the_day_is_read_from_the_newest_runs_only(store, monkeypatch):
+    from kodosumi_timer.store import insights
+
+    monkeypatch.setattr(insights, "SCAN_ROWS", 3)
+    monkeypatch.setattr(insights, "LATENESS_LIMIT", 2)
+    row = await store.add_schedule(schedule(schedule_type="cron", cron_expression="* * * * *"))
+    slots = [NOW - timedelta(minutes=10 - i) for i in range(6)]
+    await add_runs(store, *[run(row.id, s, "finished", fired=s + timedelta(seconds=i + 1))
+                            for i, s in enumerate(slots)])
+    figures = await run_figures(store, NOW)
+    assert figures.outcomes == {"finished": 3} and not figures.scanned_all
+    # the newest two launches, 6 s and 5 s late
+    assert figures.lateness_capped and sorted(figures.lateness) == [5.0, 6.0]
