@@ -28,6 +28,7 @@ from kodosumi_timer.panel.nav import install_templates
 from kodosumi_timer.panel.notify_default import NotifyDefaultController, NotifyDefaultPage
 from kodosumi_timer.panel.pages import SchedulePages
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices
+from kodosumi_timer.panel.timer_page import timer_page
 from kodosumi_timer.preflight import check_secret
 from kodosumi_timer.schedules import Flows
 from kodosumi_timer.store import open_store
@@ -40,7 +41,8 @@ def schedule_router() -> Router:
 
 
 def pages_router() -> Router:
-    return Router(path="/admin/schedule", route_handlers=[SchedulePages, NotifyDefaultPage])
+    return Router(path="/admin/schedule",
+                  route_handlers=[SchedulePages, NotifyDefaultPage, timer_page])
 
 
 def _services_hook(settings: TimerSettings, flows: Callable[[State], Flows],
