@@ -78,7 +78,7 @@ run koco-timer db upgrade
 
 say "2. Ray head (runs kodosumi's spooler, Serve's proxy and the panel's node)"
 bg ray-head ray start --head --block --disable-usage-stats --port=$GCS \
-  --dashboard-host=127.0.0.1 --dashboard-port=$DASH --num-cpus=2 --temp-dir="$WORK/head" $(head_ports)
+  --dashboard-host=127.0.0.1 --dashboard-port=$DASH --num-cpus=4 --temp-dir="$WORK/head" $(head_ports)
 wait_for 90 "Ray head" curl -sf "http://127.0.0.1:$DASH/api/gcs_healthz"
 
 say "3. a second Ray node joins (on a real cluster: another machine)"
@@ -139,7 +139,7 @@ PG_URL=${KODO_TIMER_DATABASE/+asyncpg/}
 run pg_dump --format=custom --file="$WORK/schedule.dump" \
   --table='schedule*' --table=notification --table=notify_cursor "$PG_URL"
 pg_restore --list "$WORK/schedule.dump" | grep -c 'TABLE DATA' | sed 's/^/ok: tables in the dump: /'
-KODO_TIMER_DATABASE=sqlite+aiosqlite:///$DATA/schedule.db run koco-timer db upgrade
+run env KODO_TIMER_DATABASE="sqlite+aiosqlite:///$DATA/schedule.db" koco-timer db upgrade
 run sqlite3 "$DATA/schedule.db" ".backup '$DATA/schedule-backup.db'"
 run sqlite3 "$DATA/schedule-backup.db" "PRAGMA integrity_check;"
 

@@ -21,11 +21,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from kodosumi_timer.devnodes import node_state, start_ray_worker
-from kodosumi_timer.devstack import ProcessGroup, RayPorts, free_port, short_temp_dir
+from kodosumi_timer.devstack import (
+    ProcessGroup,
+    RayPorts,
+    _get_json,
+    free_port,
+    short_temp_dir,
+)
 from kodosumi_timer.fullstack import FullStack, start_full_stack, start_panel
+from kodosumi_timer.lock import LOCK_NAME, NAMESPACE
 from tests.conftest import PG_URL, _reset_pg
 from tests.integration.test_run_later import poll, timeline_holding
 from tests.stack_fixtures import Panel
@@ -95,6 +103,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert not alive, f"processes left after teardown: {alive}"
 
 
+def timer_actor_node(dashboard_url: str) -> str | None:
+    """The node the timer actor is ALIVE on, from Ray's own state API (None: not alive)."""
+    try:
+        data = _get_json(f"{dashboard_url}/api/v0/actors", filter_keys="name",
+                         filter_predicates="=", filter_values=LOCK_NAME, detail="true")
+    except httpx.HTTPError:  # the dashboard busy with the lost node: ask again
+        return None
+    for actor in data["data"]["result"]["result"]:
+        if actor.get("state") == "ALIVE" and actor.get("ray_namespace") == NAMESPACE:
+            return str(actor["node_id"])
+    return None
+
+
 def new_user(cluster: Cluster) -> Panel:
     admin = Panel.login(cluster.stack.panel_url, "admin", "admin")
     name = f"nodeloss-{secrets.token_hex(4)}"
@@ -123,9 +144,12 @@ def fired_runs(user: Panel, sid: str, timeout: float) -> list[dict]:
 def lose_a_node(cluster: Cluster, *, restart_panel: bool) -> None:
     label = "panel restarted" if restart_panel else "panel kept"
     name, worker = cluster.add_worker()
+    dashboard = cluster.stack.kodo.dashboard_url
     if cluster.status() is not None:
         stopped = cluster.cli("stop")
         assert stopped.returncode == 0, stopped.stderr
+        poll(lambda: timer_actor_node(dashboard) is None and cluster.status() is None, 60,
+             "the stopped timer to be gone")
     started = cluster.cli("start", "--actor", "--node", worker)
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"node {worker}" in started.stdout, started.stdout
@@ -147,14 +171,19 @@ def lose_a_node(cluster: Cluster, *, restart_panel: bool) -> None:
     if restart_panel:
         cluster.restart_panel()
 
+    # Ray's own view, polled closely: when the actor is alive again, and where
+    new_node = poll(lambda: (timer_actor_node(dashboard) or worker) != worker and
+                    timer_actor_node(dashboard), 120, "Ray to restart the timer elsewhere")
+    restarted = time.monotonic() - lost_at
+
     def moved() -> dict | None:
         now = cluster.status()
         return now if now is not None and now["node_id"] not in (None, worker) else None
 
-    after = poll(moved, 120, "the timer to run on another node")
-    restarted = time.monotonic() - lost_at
+    after = poll(moved, 60, "status to show the timer on another node")
+    assert after["node_id"] == new_node, (after, new_node)
     assert after["mode"] == "actor" and after["node_ip"], after
-    assert poll(lambda: node_state(cluster.stack.kodo.dashboard_url, worker) == "DEAD", 60,
+    assert poll(lambda: node_state(dashboard, worker) == "DEAD", 60,
                 "the head to see the node dead")
     # `status` (not --json) says it too, in words
     shown = cluster.cli("status")
