@@ -165,7 +165,7 @@ def start(block: bool, actor: bool, node: str | None, node_strict: bool,
         except (daemon.AlreadyRunning, PlacementError) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"timer started as a Ray actor (pid={meta['pid']} on {meta['host']}, "
-                   f"{_node_text(meta)}); Ray restarts it if it dies; "
+                   f"ray node {_node_text(meta)}); Ray restarts it if it dies; "
                    f"log: {meta.get('log', settings.TIMER_LOG_FILE)}")
         return
     argv = ["start"] + sum(([f"--{k}", v] for k, v in
@@ -244,8 +244,8 @@ def status(ray_server: str | None, as_json: bool) -> None:
 def _node_text(meta: dict[str, object]) -> str:
     """The Ray node the timer runs on, as status shows it."""
     if not meta.get("node_id"):
-        return "node unknown"  # a timer of an older version publishes none
-    return f"node {meta['node_id']} ip {meta.get('node_ip')}"
+        return "unknown"  # a timer of an older version publishes none
+    return f"{meta['node_id']}, ip {meta.get('node_ip')}"
 
 
 def _status_json(settings: TimerSettings, meta: dict[str, object] | None) -> None:

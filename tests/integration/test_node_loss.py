@@ -152,7 +152,7 @@ def lose_a_node(cluster: Cluster, *, restart_panel: bool) -> None:
              "the stopped timer to be gone")
     started = cluster.cli("start", "--actor", "--node", worker)
     assert started.returncode == 0, started.stdout + started.stderr
-    assert f"node {worker}" in started.stdout, started.stdout
+    assert f"ray node {worker}, ip " in started.stdout, started.stdout
     before = cluster.status()
     assert before is not None and before["node_id"] == worker, before
     assert before["mode"] == "actor"
@@ -187,7 +187,7 @@ def lose_a_node(cluster: Cluster, *, restart_panel: bool) -> None:
                 "the head to see the node dead")
     # `status` (not --json) says it too, in words
     shown = cluster.cli("status")
-    assert f"ray node: node {after['node_id']} ip {after['node_ip']}" in shown.stdout, shown.stdout
+    assert f"ray node: {after['node_id']}, ip {after['node_ip']}" in shown.stdout, shown.stdout
 
     # the slot after the loss: fired, once, at most 30 s late
     runs = fired_runs(user, sid, LATE_AT_MOST + 60)

@@ -100,10 +100,10 @@ def test_the_lock_and_status_say_on_which_node_the_timer_runs():
     got = LockState(7, "box", "sqlite:///x", mode="actor",
                     node={"node_id": WORKER.node_id, "node_ip": WORKER.ip}).meta
     assert (got["node_id"], got["node_ip"]) == (WORKER.node_id, "10.0.0.2")
-    assert _node_text(got) == f"node {WORKER.node_id} ip 10.0.0.2"
+    assert _node_text(got) == f"{WORKER.node_id}, ip 10.0.0.2"
     timer = facts(got, None, datetime.now(UTC), "0.1.0")["timer"]
     assert (timer["node_id"], timer["node_ip"]) == (WORKER.node_id, "10.0.0.2")
-    assert _node_text({"pid": 1}) == "node unknown"
+    assert _node_text({"pid": 1}) == "unknown"
 
 
 def test_without_ray_here_says_no_node():
