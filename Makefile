@@ -56,7 +56,8 @@ test: $(VENV)/.installed-test chromium
 	@# the whole package; strict on the pure core (pyproject.toml), incremental: seconds
 	@$(VENV)/bin/mypy kodosumi_timer
 	@echo "== tests"
-	@$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+	@# NODE_LOSS=1 adds the slow node-loss tests (a two-node Ray cluster; minutes)
+	@$(if $(NODE_LOSS),KODO_TIMER_NODE_LOSS=1 )$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,6 +17,7 @@ from kodosumi_timer import __version__
 from kodosumi_timer.cli_notify import notify_default
 from kodosumi_timer.cli_user import register as register_user_commands
 from kodosumi_timer.config import TimerSettings, get_settings
+from kodosumi_timer.placement import PlacementError
 from kodosumi_timer.preflight import (
     PreflightError,
     check_secret,
@@ -116,13 +117,22 @@ def _warn_without_panel(settings: TimerSettings) -> None:
 @click.option("--block", is_flag=True, help="Run in the foreground.")
 @click.option("--actor", is_flag=True,
               help="Run inside the Ray cluster as a detached actor that Ray restarts.")
+@click.option("--node", default=None, metavar="NODE-ID|IP",
+              help="With --actor: place the timer on this Ray node (restarted elsewhere if "
+                   "the node is lost).")
+@click.option("--node-strict", is_flag=True,
+              help="With --node: never run elsewhere (the timer is lost with its node).")
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
 @click.option("--panel", default=None, help="Panel URL to launch through (KODO_TIMER_PANEL_URL).")
 @allow_default_secret
 @fail_fast
-def start(block: bool, actor: bool, ray_server: str | None, panel: str | None,
-          allow_default_secret: bool) -> None:
+def start(block: bool, actor: bool, node: str | None, node_strict: bool,
+          ray_server: str | None, panel: str | None, allow_default_secret: bool) -> None:
     """Start the timer (one per Ray cluster)."""
+    if node is not None and not actor:
+        raise click.UsageError("--node places the Ray actor: use it with --actor")
+    if node_strict and node is None:
+        raise click.UsageError("--node-strict needs --node")
     overrides: dict[str, object] = {}
     if ray_server:
         overrides["RAY_SERVER"] = ray_server
@@ -152,11 +162,12 @@ def start(block: bool, actor: bool, ray_server: str | None, panel: str | None,
             f"a timer is already running on this cluster (pid={meta['pid']} on {meta['host']})")
     if actor:
         try:
-            meta = daemon.start_actor(settings)
-        except daemon.AlreadyRunning as exc:
+            meta = daemon.start_actor(settings, node, node_strict)
+        except (daemon.AlreadyRunning, PlacementError) as exc:
             raise click.ClickException(str(exc)) from exc
-        click.echo(f"timer started as a Ray actor (pid={meta['pid']} on {meta['host']}); "
-                   f"Ray restarts it if it dies; log: {meta.get('log', settings.TIMER_LOG_FILE)}")
+        click.echo(f"timer started as a Ray actor (pid={meta['pid']} on {meta['host']}, "
+                   f"ray node {_node_text(meta)}); Ray restarts it if it dies; "
+                   f"log: {meta.get('log', settings.TIMER_LOG_FILE)}")
         return
     argv = ["start"] + sum(([f"--{k}", v] for k, v in
                             (("ray-server", ray_server), ("panel", panel)) if v), [])
@@ -218,6 +229,7 @@ def status(ray_server: str | None, as_json: bool) -> None:
     mode = "in the cluster as a Ray actor" if meta.get("mode") == "actor" else "as a process"
     click.echo(f"timer: running {mode} (pid={meta['pid']} on {meta['host']}), up {uptime}s")
     # masked again: a timer of an older version published the URL as it was
+    click.echo(f"ray node: {_node_text(meta)}")
     click.echo(f"store: {mask_url(str(meta['database']))}")
     click.echo(f"fires since start: {meta['fires']}, failures: {meta['failures']}")
     probe_store(settings.TIMER_DATABASE, settings.TIMER_CONNECT_TIMEOUT, existing=True)
@@ -228,6 +240,13 @@ def status(ray_server: str | None, as_json: bool) -> None:
                f"(file: {settings.TIMER_SCHEDULES})")
     for line in system_lines:
         click.echo(f"  {line}")
+
+
+def _node_text(meta: dict[str, object]) -> str:
+    """The Ray node the timer runs on, as status shows it."""
+    if not meta.get("node_id"):
+        return "unknown"  # a timer of an older version publishes none
+    return f"{meta['node_id']}, ip {meta.get('node_ip')}"
 
 
 def _status_json(settings: TimerSettings, meta: dict[str, object] | None) -> None:

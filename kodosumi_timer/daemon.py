@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import ray
 
-from kodosumi_timer import lock
+from kodosumi_timer import lock, placement
 from kodosumi_timer.bridge import PanelFlows, PanelLauncher, RoleTable
 from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
@@ -208,13 +208,22 @@ def absolute_settings(settings: TimerSettings) -> dict[str, Any]:
     return values
 
 
-def start_actor(settings: TimerSettings) -> dict[str, Any]:
-    """Place the timer in the cluster as a detached actor; returns its meta."""
+def start_actor(settings: TimerSettings, node: str | None = None,
+                strict: bool = False) -> dict[str, Any]:
+    """Place the timer in the cluster as a detached actor; returns its meta.
+
+    ``node`` (a node id or IP, see :mod:`kodosumi_timer.placement`) puts it on that
+    node; PlacementError if no live node matches."""
     if running_meta() is not None:
         raise AlreadyRunning("a timer is already running on this cluster")
+    options: dict[str, Any] = {}
+    if node is not None:
+        target = placement.choose_node(placement.cluster_nodes(), node)
+        options["scheduling_strategy"] = placement.scheduling_strategy(target, strict=strict)
     try:
         actor = TimerActor.options(name=lock.LOCK_NAME, namespace=lock.NAMESPACE,
-                                   lifetime="detached").remote(absolute_settings(settings))
+                                   lifetime="detached", **options).remote(
+                                       absolute_settings(settings))
     except ValueError as exc:
         raise AlreadyRunning("a timer is already registered on this Ray cluster") from exc
     return ray.get(actor.get_meta.remote(), timeout=120)  # type: ignore[no-any-return]

@@ -293,6 +293,19 @@ class ProcessGroup:
         self.children.remove(child)
         self._stop_child(child, timeout)
 
+    def kill(self, name: str, timeout: float = 15) -> list[psutil.Process]:
+        """SIGKILL the newest child called ``name`` and all its descendants at once, with
+        no chance to clean up: a machine that is lost. Returns the processes killed."""
+        child = next(c for c in reversed(self.children) if c.name == name)
+        self.children.remove(child)
+        procs = _process_tree(child.process)
+        _signal_all(procs, signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=timeout)
+        with suppress(subprocess.TimeoutExpired):
+            child.popen.wait(timeout=1)  # reap our direct child
+        self._progress(f"killed {child.name} (pid {child.pid}, {len(procs)} processes)")
+        return procs
+
     def _stop_child(self, child: Child, timeout: float) -> list[psutil.Process]:
         procs = _process_tree(child.process)
         _signal_all([child.process], signal.SIGTERM)

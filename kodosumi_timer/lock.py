@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from kodosumi_timer import __version__
+from kodosumi_timer import __version__, placement
 from kodosumi_timer.preflight import mask_url
 
 NAMESPACE = "kodosumi"
@@ -22,13 +22,17 @@ LOCK_NAME = "KodosumiTimer"
 class LockState:
     """What the lock actor holds; also the base of the in-cluster timer actor."""
 
-    def __init__(self, pid: int, host: str, database: str, mode: str = "process"):
+    def __init__(self, pid: int, host: str, database: str, mode: str = "process",
+                 node: dict[str, str | None] | None = None):
+        # the Ray node the timer runs on (a restarted actor says its new node)
+        where = node if node is not None else placement.here()
         self.meta: dict[str, Any] = {
             # masked here, so no caller can publish a password through the meta
             "pid": pid, "host": host, "database": mask_url(database), "started": time.time(),
             "fires": 0, "failures": 0, "mode": mode, "version": __version__,
             # the timer's own figures (kodosumi_timer.metrics), with its last heartbeat
             "figures": {},
+            "node_id": where.get("node_id"), "node_ip": where.get("node_ip"),
         }
         self.generation = 0
         self.changed = asyncio.Event()
@@ -75,8 +79,11 @@ def find_lock() -> Any | None:
 
 
 def create_lock(pid: int, host: str, database: str) -> Any:
-    """Register this process as the cluster's timer; ValueError if one is registered."""
-    return TimerLock.options(name=LOCK_NAME, namespace=NAMESPACE).remote(pid, host, database)
+    """Register this process as the cluster's timer; ValueError if one is registered.
+
+    The lock actor may run on another node: it is told this process's node."""
+    return TimerLock.options(name=LOCK_NAME, namespace=NAMESPACE).remote(
+        pid, host, database, node=placement.here())
 
 
 class DirectWaker:

@@ -157,6 +157,7 @@ def facts(meta: dict[str, Any] | None, store: dict[str, Any] | None, now: dateti
         timer = {
             "up": True, "mode": meta.get("mode", "process"), "pid": meta.get("pid"),
             "host": meta.get("host"), "version": meta.get("version", version),
+            "node_id": meta.get("node_id"), "node_ip": meta.get("node_ip"),
             "started": meta.get("started"), "fires": meta.get("fires", 0),
             "failures": meta.get("failures", 0),
             "heartbeat_age_seconds":

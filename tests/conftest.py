@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 # the real stack (session-scoped) for integration and browser tests
-pytest_plugins = ["tests.stack_fixtures"]
+pytest_plugins = ["tests.stack_fixtures", "tests.node_loss_flag"]
 
 # kodosumi creates its directories when its settings are first read: keep them in tmp
 _KODO_TMP = tempfile.mkdtemp(prefix="kodo-timer-tests-")

@@ -75,9 +75,11 @@ class FactsCollector:
 
     def _timer(self, timer: dict[str, Any]) -> Iterable[Metric]:
         info = GaugeMetricFamily("kodosumi_timer_info", "The running timer (always 1)",
-                                 labels=["mode", "host", "pid", "version"])
+                                 labels=["mode", "host", "pid", "version", "node_id",
+                                         "node_ip"])
         info.add_metric([str(timer["mode"]), str(timer["host"]), str(timer["pid"]),
-                         str(timer["version"])], 1)
+                         str(timer["version"]), str(timer.get("node_id") or ""),
+                         str(timer.get("node_ip") or "")], 1)
         yield info
         if timer.get("started") is not None:
             yield GaugeMetricFamily("kodosumi_timer_start_time_seconds",

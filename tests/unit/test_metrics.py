@@ -221,7 +221,7 @@ def test_facts_without_a_timer_say_it_is_down():
 def running_meta(figures):
     return {"pid": 42, "host": "box", "database": "sqlite:///x", "started": T0.timestamp() - 60,
             "fires": 5, "failures": 1, "mode": "actor", "version": "0.1.0",
-            "figures": figures}
+            "node_id": "ab12cd", "node_ip": "10.0.0.7", "figures": figures}
 
 
 def test_the_exposition_parses_back_to_the_timer_figures():
@@ -262,7 +262,8 @@ def test_the_exposition_parses_back_to_the_timer_figures():
     assert got[("kodosumi_timer_last_heartbeat_timestamp_seconds", ())] == \
         (T0 - timedelta(seconds=3)).timestamp()
     assert got[("kodosumi_timer_heartbeat_age_seconds", ())] == pytest.approx(3.0)
-    info = ("kodosumi_timer_info", (("host", "box"), ("mode", "actor"), ("pid", "42"),
+    info = ("kodosumi_timer_info", (("host", "box"), ("mode", "actor"), ("node_id", "ab12cd"),
+                                    ("node_ip", "10.0.0.7"), ("pid", "42"),
                                     ("version", "0.1.0")))
     assert got[info] == 1
 
