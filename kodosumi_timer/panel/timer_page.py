@@ -53,7 +53,8 @@ def age_words(seconds: float | None) -> str:
 
 
 def _bound(seconds: float) -> str:
-    return f"{seconds * 1000:g} ms" if seconds < 1 else f"{seconds:g} s"
+    # compact: 14 of them sit side by side under the chart
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
 
 
 def lateness_bars(values: Sequence[float]) -> list[Bar]:
