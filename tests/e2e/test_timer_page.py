@@ -88,18 +88,20 @@ def test_the_timer_page_shows_the_timer_its_launches_and_the_coming_load(
     out = Path(os.environ.get("KODO_TIMER_SCREENSHOTS") or tmp_path) / "issue-12"
     out.mkdir(parents=True, exist_ok=True)
     for theme in ("light", "dark"):
-        shot = open_page("admin", "admin", theme=theme, width=1280, height=1300)
+        shot = open_page("admin", "admin", theme=theme, width=1280, height=1600)
         shot.goto(stack.panel_url + "/admin/schedule/timer")
         _charts_drawn(shot)
         shot.wait_for_load_state("networkidle")
         shot.evaluate(SETTLED)
         shot.screenshot(path=out / f"timer-{theme}.png", full_page=True)
-    phone = open_page("admin", "admin", theme="dark", width=390, height=844)
+    # kodosumi's frame scrolls inside <main>, so a full-page shot is one tall viewport
+    phone = open_page("admin", "admin", theme="dark", width=390, height=2300)
     phone.goto(stack.panel_url + "/admin/schedule/timer")
     _charts_drawn(phone)
     phone.wait_for_load_state("networkidle")
     phone.evaluate(SETTLED)
     phone.screenshot(path=out / "timer-phone.png", full_page=True)
+    phone.set_viewport_size({"width": 390, "height": 844})
     phone.goto(stack.panel_url + "/admin/schedule/")
     expect(phone.locator("#timer-link")).to_be_visible()
     phone.screenshot(path=out / "timer-link-phone.png")
