@@ -76,13 +76,13 @@ def column_chart(bars: Sequence[Bar], *, title: str, desc: str, width: int = 640
             body.append(f'<text x="{mid:.1f}" y="{y - 4:.1f}" text-anchor="middle">'
                         f'{b.value}</text>')
         body.append(f'<text x="{mid:.1f}" y="{height - bottom + 16}" text-anchor="middle" '
-                    f'font-size="11">{escape(b.label)}</text>')
+                    f'font-size="10">{escape(b.label)}</text>')
     return _frame(width, height, title, desc, body, "chart column-chart")
 
 
-def row_chart(bars: Sequence[Bar], *, title: str, desc: str, width: int = 480) -> Markup:
+def row_chart(bars: Sequence[Bar], *, title: str, desc: str, width: int = 340) -> Markup:
     """Horizontal bars, one row each (label, bar, value): readable at phone width."""
-    row, label_w, value_w = 26, 110, 56
+    row, label_w, value_w = 26, 90, 50
     height = max(1, len(bars)) * row + 8
     plot_w = width - label_w - value_w
     peak = max((b.value for b in bars), default=0)

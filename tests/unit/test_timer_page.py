@@ -95,7 +95,7 @@ def test_figures_in_words_and_bars():
     assert age_words(3.7) == "3 seconds ago" and age_words(61) == "1 minute ago"
     assert age_words(7300) == "2 hours ago" and age_words(None) == "never"
     bars = lateness_bars([0.001, 0.004, 0.02, 120.0])
-    assert bars[0].label == "≤5 ms" and bars[0].value == 2 and bars[-1].value == 1
+    assert bars[0].label == "≤5ms" and bars[0].value == 2 and bars[-1].value == 1
     assert bars[-1].bad and not bars[0].bad and sum(b.value for b in bars) == 4
     shown = outcome_bars({"missed": 1, "finished": 5, "weird": 2, "error": 0})
     assert [(b.label, b.value, b.bad) for b in shown] == [
