@@ -63,9 +63,10 @@ def test_two_schedules_show_on_their_days_in_the_browsers_zone(stack, new_user, 
                      inputs={"message": "digest", "repeat": "1", "colour": "red", "day": ""})
     assert user.client.post(f"/schedule/{paused['id']}/pause").status_code == 200
     _create(other, flow_url=quick, schedule_type="cron", timezone=ZONE,
-            cron_expression="0 8 * * *", title="Someone else's", inputs={})
+            cron_expression="0 8 * * *", title="Someone else's",
+            inputs={"message": "hi", "repeat": "1", "colour": "red", "day": ""})
 
-    page = open_page(user.name, width=1280, height=1000)
+    page = open_page(user.name, width=1280, height=1000, theme="light")
     page.goto(stack.panel_url + "/admin/schedule/")
     # the first visit draws in UTC, the script sends the zone and the page redraws once
     expect(page.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
@@ -79,11 +80,11 @@ def test_two_schedules_show_on_their_days_in_the_browsers_zone(stack, new_user, 
         return page.locator(f"li.cal-day[data-date='{day.isoformat()}'] a[data-schedule='{sid}']")
 
     expect(entries(report_day, report["id"])).to_have_count(1)
-    expect(entries(report_day, report["id"]).locator("time")).to_have_text("14:00")
+    expect(entries(report_day, report["id"]).locator(".cal-time")).to_have_text("14:00")
     review_at = datetime.fromisoformat(review["next_run"]).astimezone(ZoneInfo(ZONE))
     assert review_at.date() == review_day
     expect(entries(review_day, review["id"])).to_have_count(1)
-    expect(entries(review_day, review["id"]).locator("time")).to_have_text(
+    expect(entries(review_day, review["id"]).locator(".cal-time")).to_have_text(
         review_at.strftime("%H:%M"))
     for day in (today + timedelta(days=n) for n in range(7)):
         if day != report_day:
