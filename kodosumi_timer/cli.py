@@ -118,21 +118,17 @@ def _warn_without_panel(settings: TimerSettings) -> None:
 @click.option("--actor", is_flag=True,
               help="Run inside the Ray cluster as a detached actor that Ray restarts.")
 @click.option("--node", default=None, metavar="NODE-ID|IP",
-              help="With --actor: place the timer on this Ray node (restarted elsewhere if "
-                   "the node is lost).")
-@click.option("--node-strict", is_flag=True,
-              help="With --node: never run elsewhere (the timer is lost with its node).")
+              help="With --actor: pin the timer to this Ray node. If the node is lost, "
+                   "start again: the stranded timer is replaced on a live node.")
 @click.option("--ray-server", default=None, help="Ray address (KODO_RAY_SERVER).")
 @click.option("--panel", default=None, help="Panel URL to launch through (KODO_TIMER_PANEL_URL).")
 @allow_default_secret
 @fail_fast
-def start(block: bool, actor: bool, node: str | None, node_strict: bool,
-          ray_server: str | None, panel: str | None, allow_default_secret: bool) -> None:
+def start(block: bool, actor: bool, node: str | None, ray_server: str | None,
+          panel: str | None, allow_default_secret: bool) -> None:
     """Start the timer (one per Ray cluster)."""
     if node is not None and not actor:
         raise click.UsageError("--node places the Ray actor: use it with --actor")
-    if node_strict and node is None:
-        raise click.UsageError("--node-strict needs --node")
     overrides: dict[str, object] = {}
     if ray_server:
         overrides["RAY_SERVER"] = ray_server
@@ -162,7 +158,7 @@ def start(block: bool, actor: bool, node: str | None, node_strict: bool,
             f"a timer is already running on this cluster (pid={meta['pid']} on {meta['host']})")
     if actor:
         try:
-            meta = daemon.start_actor(settings, node, node_strict)
+            meta = daemon.start_actor(settings, node)
         except (daemon.AlreadyRunning, PlacementError) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"timer started as a Ray actor (pid={meta['pid']} on {meta['host']}, "

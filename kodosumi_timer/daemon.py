@@ -208,18 +208,19 @@ def absolute_settings(settings: TimerSettings) -> dict[str, Any]:
     return values
 
 
-def start_actor(settings: TimerSettings, node: str | None = None,
-                strict: bool = False) -> dict[str, Any]:
+def start_actor(settings: TimerSettings, node: str | None = None) -> dict[str, Any]:
     """Place the timer in the cluster as a detached actor; returns its meta.
 
-    ``node`` (a node id or IP, see :mod:`kodosumi_timer.placement`) puts it on that
-    node; PlacementError if no live node matches."""
+    ``node`` (a node id or IP, see :mod:`kodosumi_timer.placement`) pins it to that
+    node; PlacementError if no live node matches. A timer actor stranded on a lost node
+    is removed first."""
     if running_meta() is not None:
         raise AlreadyRunning("a timer is already running on this cluster")
+    _take_over_stranded()
     options: dict[str, Any] = {}
     if node is not None:
         target = placement.choose_node(placement.cluster_nodes(), node)
-        options["scheduling_strategy"] = placement.scheduling_strategy(target, strict=strict)
+        options["scheduling_strategy"] = placement.scheduling_strategy(target)
     try:
         actor = TimerActor.options(name=lock.LOCK_NAME, namespace=lock.NAMESPACE,
                                    lifetime="detached", **options).remote(
@@ -227,6 +228,18 @@ def start_actor(settings: TimerSettings, node: str | None = None,
     except ValueError as exc:
         raise AlreadyRunning("a timer is already registered on this Ray cluster") from exc
     return ray.get(actor.get_meta.remote(), timeout=120)  # type: ignore[no-any-return]
+
+
+def _take_over_stranded(timeout: float = 30.0) -> None:
+    """Remove a timer actor left pinned to a lost node, so a new one can take the name."""
+    actor = lock.find_lock()
+    if actor is None or not placement.stranded(actor):
+        return
+    log.warning("the timer actor's node is lost; removing it to start a new timer")
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + timeout
+    while lock.find_lock() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _safe_url(settings: TimerSettings) -> str:

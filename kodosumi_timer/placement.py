@@ -1,11 +1,12 @@
 """Where the timer actor runs on a Ray cluster: choose a node, and say where it is.
 
-``koco-timer start --actor --node <node-id|ip>`` places the detached timer actor on
-one node of the cluster. By default the placement is a preference (Ray's node
-affinity with ``soft=True``): Ray puts the actor on that node while it lives, and
-when the node is lost Ray restarts the actor on another one, so the schedules keep
-firing. ``--node-strict`` pins it (``soft=False``): the actor then never runs
-elsewhere, and it is lost with its node (Ray does not restart it anywhere).
+``koco-timer start --actor --node <node-id|ip>`` pins the detached timer actor to one
+node of the cluster (Ray's node affinity, ``soft=False``). Measured on Ray 2.60: a
+*soft* affinity did not place the actor on the node asked for (it ran on the driver's
+node), and a pinned actor whose node is lost is never restarted elsewhere (Ray reports
+it unschedulable). So ``koco-timer start --actor`` takes over such a stranded actor
+(:func:`stranded`): run it again, or from a starter loop, and the timer runs on a live
+node.
 
 The matching is pure (:func:`choose_node` takes the node list as an argument);
 :func:`cluster_nodes` and :func:`here` are the only functions that ask Ray.
@@ -88,12 +89,11 @@ def choose_node(nodes: Iterable[Node], wanted: str) -> Node:
     return node
 
 
-def scheduling_strategy(node: Node, *, strict: bool = False) -> Any:
-    """Ray's node affinity for ``node``: preferred (restarted elsewhere when the node is
-    lost) or, with ``strict``, pinned (lost with the node)."""
+def scheduling_strategy(node: Node) -> Any:
+    """Ray's node affinity pinning an actor to ``node`` (soft=False: see above)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=not strict)
+    return NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=False)
 
 
 def cluster_nodes() -> list[Node]:
@@ -114,3 +114,16 @@ def here() -> dict[str, str | None]:
 
     return {"node_id": ray.get_runtime_context().get_node_id(),
             "node_ip": get_node_ip_address()}
+
+
+def stranded(actor: Any) -> bool:
+    """True when the named timer actor can never run again: it is not alive and the
+    node it ran on is dead. A timer pinned to a node (node affinity, ``soft=False``)
+    stays so after its node is lost: Ray does not restart it elsewhere."""
+    from ray.util.state import get_actor
+
+    state = get_actor(actor._actor_id.hex(), timeout=10)
+    if state is None or state.state == "ALIVE":
+        return False
+    live = {n.node_id for n in cluster_nodes() if n.alive}
+    return state.node_id not in live
