@@ -82,7 +82,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 def load_chart(load: ComingLoad) -> Markup:
     ticks = []
-    for i in range(len(load.counts)):  # no tick at the window's very end: it would be cut
+    for i in range(len(load.counts) - 30):  # none near the right edge: its label is cut
         at = load.start + timedelta(minutes=i)
         if at.minute == 0 and at.hour % 3 == 0:
             ticks.append((i, at.strftime("%H:%M")))
