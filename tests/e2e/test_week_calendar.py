@@ -68,7 +68,7 @@ def test_two_schedules_show_on_their_days_in_the_browsers_zone(stack, new_user, 
 
     page = open_page(user.name, width=1280, height=1000, theme="light")
     page.goto(stack.panel_url + "/admin/schedule/")
-    # the first visit draws in UTC, the script sends the zone and the page redraws once
+    # the first visit draws in UTC; the script sends the zone and redraws the calendar
     expect(page.locator("#cal-zone")).to_have_text(f"Times in {ZONE}")
     assert not page.js_errors  # type: ignore[attr-defined]
     days = page.locator("#week-calendar li.cal-day")
