@@ -170,11 +170,15 @@ def lose_a_node(cluster: Cluster, *, restart_panel: bool) -> None:
 
     user = new_user(cluster)
     flow = cluster.stack.flows["quick"]
-    slot = (datetime.now(UTC) + timedelta(seconds=12)).replace(microsecond=0)
+    # the node is lost 5 s before the slot; with the panel restarting too, 30 s before it:
+    # a slot due while no panel answers is `failed` after the bounded launch retries
+    # (by design, run 3 saw it), so the panel is back before this slot
+    ahead = 30 if restart_panel else 5
+    slot = (datetime.now(UTC) + timedelta(seconds=ahead + 7)).replace(microsecond=0)
     sid = schedule_at(user, flow, slot, f"after the loss ({label})")
 
-    # the node is lost a few seconds before the slot: every process of it, at once
-    while datetime.now(UTC) < slot - timedelta(seconds=5):
+    # every process of the node at once
+    while datetime.now(UTC) < slot - timedelta(seconds=ahead):
         time.sleep(0.1)
     killed = cluster.group.kill(name)
     lost_at = time.monotonic()
