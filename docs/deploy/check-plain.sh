@@ -47,7 +47,7 @@ export KODO_TIMER_LOG_FILE=$DATA/logs/timer.log KODO_TIMER_SCHEDULES=$DATA/confi
 export RAY_USAGE_STATS_ENABLED=0 RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0
 
 say() { printf '\n== %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 # start a long-running command in a session of its own; remember the session's id
 bg() { local name=$1; shift; printf '$ %s &\n' "$*"
   setsid "$@" >"$DATA/logs/$name.log" 2>&1 < /dev/null & SESSIONS+=("$name:$!"); }
