@@ -4,6 +4,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.stack_fixtures import Panel
@@ -42,8 +43,12 @@ def timeline_holding(user: Panel, launched: set[str], timeout: float,
             break
         time.sleep(1)
     for fid in sorted(missing):
-        answer = user.client.get(f"/outputs/status/{fid}")
-        assert answer.status_code != 200, f"{fid} is known but not in the timeline: {answer}"
+        try:  # kodosumi 1.1 keeps the status request of an execution without status
+            answer = user.client.get(f"/outputs/status/{fid}", timeout=15)  # waiting
+            known = answer.status_code == 200
+        except httpx.TimeoutException:
+            known = False
+        assert not known, f"{fid} is known but not in the timeline"
         print(f"kodosumi lost execution {fid} after answering with it")
     assert len(missing) <= most_lost, (
         f"not in kodosumi's timeline within {timeout} s: {sorted(missing)}")
