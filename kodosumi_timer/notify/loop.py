@@ -22,9 +22,12 @@ from kodosumi_timer.store.tables import NotificationRow, ScheduleRow, UserSettin
 
 log = logging.getLogger("kodosumi_timer.notify")
 
-# each step reads the runs that ended since the cursor, a little before it (a run whose
-# end is committed a moment after the time it records)
-OVERLAP = timedelta(seconds=10)
+# each step reads the runs that ended since the cursor, and a minute before it: an end is
+# stamped when the timer saw it but committed after the rest of its follow round (kodosumi
+# asked for other statuses and for error lines, a store busy with a burst), which under
+# load was more than 10 s later (CI); queued ones are not queued again, so the overlap
+# costs a read, never a second delivery
+OVERLAP = timedelta(seconds=60)
 # every SWEEP_EVERY steps it reads back GRACE: an end recorded late (the timer kept it
 # while the store was away) is still found
 GRACE = timedelta(minutes=10)

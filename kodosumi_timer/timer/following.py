@@ -83,8 +83,11 @@ class Follower:
             self._poll_at[run.id] = mono + poll_spacing(age)
             if status in (RunStatus.FINISHED, RunStatus.ERROR):
                 del self._poll_at[run.id]
-                reason = await self._error_reason(run) if status == RunStatus.ERROR else None
-                changes.append(RunChange(run, status, now, reason))
+                if status == RunStatus.ERROR:  # stamped once kodosumi gave the reason
+                    reason = await self._error_reason(run)
+                    changes.append(RunChange(run, status, self.clock(), reason))
+                else:
+                    changes.append(RunChange(run, status, now))
             elif status in ("starting", "running", "awaiting"):
                 if run.status != RunStatus.RUNNING:
                     changes.append(RunChange(run, RunStatus.RUNNING, now))

@@ -223,6 +223,23 @@ async def test_a_run_that_ended_while_no_notifier_ran_is_found_after_the_restart
     assert len(receiver.got) == 1
 
 
+async def test_an_end_committed_well_after_the_time_it_records_is_found_by_the_next_step(
+        store, receiver):
+    # the timer stamps an end when it sees it and commits it after the rest of its follow
+    # round; under load (CI) that was more than 10 s later. Not only the sweep finds it.
+    clock = Clock(T0 + timedelta(seconds=5))
+    running = notifier(store, clock)
+    await running.step()  # the first step after a start is a sweep; the next ones are not
+    clock.advance(seconds=40)
+    await running.step()  # cursor at T0 + 45 s
+    await add_failed_run(store, receiver.url, finished_at=T0 + timedelta(seconds=1))
+    clock.advance(seconds=2)
+    await running.step()
+    await running.step()
+    await running.sender.close()
+    assert len(receiver.got) == 1
+
+
 def test_address_guard_checks_every_resolved_address() -> None:
     async def resolver(addresses):  # type: ignore[no-untyped-def]
         async def resolve(host: str, port: int) -> list[str]:
