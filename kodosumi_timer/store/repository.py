@@ -11,7 +11,7 @@ both send it.
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ from kodosumi_timer.store.due import BadRow, DueSchedule, decode
 from kodosumi_timer.store.history import HistoryRows
 from kodosumi_timer.store.migrate import upgrade
 from kodosumi_timer.store.notifications import NotificationStore
+from kodosumi_timer.store.pinging import ping_when_idle
 from kodosumi_timer.store.system_rows import SystemRows
 from kodosumi_timer.store.tables import ChangeRow, RunRow, ScheduleRow, UTCDateTime
 from kodosumi_timer.store.user_defaults import UserDefaults
@@ -195,7 +196,9 @@ def make_engine(url: str) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # the panel and the timer share the file: wait for locks rather than fail
         return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url)
+    ping_when_idle(engine)
+    return engine
 
 
 class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
@@ -481,15 +484,8 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
     async def schedule_versions(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
         """(state, version) of these schedules (missing: deleted), raw and in one query:
         what the timer checks just before it sends a slot claimed earlier."""
-        wanted = list(set(ids))
-        if not wanted:
-            return {}
-        query = select(SCHEDULES.c.id, type_coerce(SCHEDULES.c.state, String),
-                       type_coerce(SCHEDULES.c.version, String)).where(
-            SCHEDULES.c.id.in_(wanted))
         async with self.engine.connect() as conn:
-            return {str(row[0]): (str(row[1]), _version(row[2]))
-                    for row in await conn.execute(query)}
+            return await _versions(conn, ids)
 
     async def active_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
         """Which of these schedules have a run that has not ended (queued, being sent,
@@ -531,15 +527,19 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
                             lease_until: datetime) -> set[int]:
         """Move these ``queued`` runs to ``launching``, only those this timer still holds:
         the atomic check before a request goes out. Returns the ids that may be sent."""
-        if not run_ids:
-            return set()
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(RUNS).where(RUNS.c.id.in_(run_ids), RUNS.c.timer_id == timer_id,
-                                   RUNS.c.status == "queued")
-                .values(status="launching", fired_at=now, lease_until=lease_until)
-                .returning(RUNS.c.id))
-            return set(result.scalars().all())
+            return await _start_sending(conn, timer_id, run_ids, now, lease_until)
+
+    async def start_sending_checked(
+            self, timer_id: str, schedule_ids: Iterable[str],
+            decide: Callable[[dict[str, tuple[str, int]]], Sequence[int]],
+            now: datetime, lease_until: datetime) -> set[int]:
+        """``schedule_versions`` and ``start_sending`` in one transaction, for the check
+        that every launch passes (one round of the store instead of two): the runs
+        ``decide`` picks by the versions read move to ``launching``."""
+        async with self.engine.begin() as conn:
+            current = await _versions(conn, schedule_ids)
+            return await _start_sending(conn, timer_id, decide(current), now, lease_until)
 
     async def renew_leases(self, timer_id: str, run_ids: Iterable[int],
                            lease_until: datetime) -> int:
@@ -1009,3 +1009,26 @@ async def open_store(url: str, migrate_schema: bool = True) -> Store:
     if migrate_schema:
         await upgrade(engine)
     return Store(engine)
+
+
+async def _versions(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    query = select(SCHEDULES.c.id, type_coerce(SCHEDULES.c.state, String),
+                   type_coerce(SCHEDULES.c.version, String)).where(
+        SCHEDULES.c.id.in_(wanted))
+    return {str(row[0]): (str(row[1]), _version(row[2]))
+            for row in await conn.execute(query)}
+
+
+async def _start_sending(conn: AsyncConnection, timer_id: str, run_ids: Sequence[int],
+                         now: datetime, lease_until: datetime) -> set[int]:
+    if not run_ids:
+        return set()
+    result = await conn.execute(
+        update(RUNS).where(RUNS.c.id.in_(run_ids), RUNS.c.timer_id == timer_id,
+                           RUNS.c.status == "queued")
+        .values(status="launching", fired_at=now, lease_until=lease_until)
+        .returning(RUNS.c.id))
+    return set(result.scalars().all())

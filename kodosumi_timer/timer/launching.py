@@ -121,14 +121,16 @@ class SendGate:
                 delay = min(5.0, delay * 2)
 
     async def _judge(self, claims: list[Claim]) -> list[Verdict]:
-        current = await self.store.schedule_versions(c.schedule.id for c in claims)
         now = self.clock()
         verdicts: list[Verdict] = []
-        for claim in claims:
-            verdicts.append(self._rule(claim, current.get(claim.schedule.id), now))
-        sendable = [c.run.id for c, v in zip(claims, verdicts, strict=True) if v.send]
-        allowed = await self.store.start_sending(
-            self.timer_id, sendable, now, now + self.send_lease)
+
+        def decide(current: dict[str, tuple[str, int]]) -> list[int]:
+            verdicts[:] = [self._rule(c, current.get(c.schedule.id), now) for c in claims]
+            return [c.run.id for c, v in zip(claims, verdicts, strict=True) if v.send]
+
+        allowed = await self.store.start_sending_checked(
+            self.timer_id, (c.schedule.id for c in claims), decide, now,
+            now + self.send_lease)
         for i, claim in enumerate(claims):
             if verdicts[i].send and claim.run.id not in allowed:
                 log.info("schedule %s slot %s: held by another timer now; not sent here",

@@ -903,16 +903,16 @@ async def test_a_store_away_just_before_the_slot_delays_the_launch_never_doubles
     go = asyncio.Event()
     timer, launcher = claiming_ahead(store, clock, gate=go)
     assert await timer.fire_due() == 1
-    real = store.schedule_versions
+    real = store.start_sending_checked
     failures = []
 
-    async def away(ids):  # type: ignore[no-untyped-def]
+    async def away(*args):  # type: ignore[no-untyped-def]
         if len(failures) < 2:
             failures.append(1)
             raise OSError("database restarting")
-        return await real(ids)
+        return await real(*args)
 
-    store.schedule_versions = away
+    store.start_sending_checked = away
     go.set()
     await timer.drain()
     assert len(failures) == 2 and len(launcher.calls) == 1
