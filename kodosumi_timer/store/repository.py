@@ -532,14 +532,20 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
 
     async def start_sending_checked(
             self, timer_id: str, schedule_ids: Iterable[str],
-            decide: Callable[[dict[str, tuple[str, int]]], Sequence[int]],
-            now: datetime, lease_until: datetime) -> set[int]:
+            decide: Callable[[dict[str, tuple[str, int]]], Sequence[tuple[int, datetime]]],
+            lease_until: datetime) -> set[int]:
         """``schedule_versions`` and ``start_sending`` in one transaction, for the check
         that every launch passes (one round of the store instead of two): the runs
-        ``decide`` picks by the versions read move to ``launching``."""
+        ``decide`` picks by the versions read, each with its ``fired_at``, move to
+        ``launching``."""
         async with self.engine.begin() as conn:
-            current = await _versions(conn, schedule_ids)
-            return await _start_sending(conn, timer_id, decide(current), now, lease_until)
+            by_stamp: dict[datetime, list[int]] = {}
+            for run_id, fired in decide(await _versions(conn, schedule_ids)):
+                by_stamp.setdefault(fired, []).append(run_id)
+            allowed: set[int] = set()
+            for fired, ids in by_stamp.items():  # mostly one: the runs of one instant
+                allowed |= await _start_sending(conn, timer_id, ids, fired, lease_until)
+            return allowed
 
     async def renew_leases(self, timer_id: str, run_ids: Iterable[int],
                            lease_until: datetime) -> int:

@@ -127,6 +127,12 @@ class Pacer:
         self.panel.observe(seconds, overloaded, now)
         self._flow(ticket.flow).observe(seconds, overloaded, now)
 
+    def try_turn(self, owner: str, flow: str) -> Ticket | None:
+        """A turn now if this launch would get one without waiting, else None."""
+        if not self._turns and self._room(owner, flow):
+            return self._grant(owner, flow)
+        return None
+
     def done(self, ticket: Ticket, launched: bool = False) -> None:
         """The request of ``ticket`` is over; ``launched``: its execution now runs."""
         if ticket in self._in_flight:

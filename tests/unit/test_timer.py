@@ -13,6 +13,7 @@ from kodosumi_timer.policy import MAX_MISSED_RECORDED
 from kodosumi_timer.rules import jitter_offset
 from kodosumi_timer.store.repository import ClaimRequest
 from kodosumi_timer.timer import FOLLOW_AT_LEAST, LocalWaker, Timer, TimerConfig
+from kodosumi_timer.timer.launching import CHECK_AHEAD
 from tests.unit.factories import T0, Clock, FakeLauncher, FakeRoles, schedule
 
 
@@ -504,6 +505,28 @@ async def test_claimed_ahead_and_launched_at_the_slot_never_before(store):
     assert launcher.sent_at == [slot]
     runs, _ = await store.runs(row.id)
     assert [(r.status, r.slot) for r in runs] == [("launched", slot)]
+
+
+async def test_a_slot_with_room_is_checked_just_before_its_instant_and_fired_at_it(store):
+    # the check before sending (a store write) is spent before the instant, not after it
+    slot = T0 + timedelta(seconds=0.5)
+    row = await store.add_schedule(schedule(next_run=slot))
+    clock = Clock(T0)
+    timer, launcher = claiming_ahead(store, clock)
+    checked_at = []
+    real = store.start_sending_checked
+
+    async def noting(*args):  # type: ignore[no-untyped-def]
+        checked_at.append(clock())
+        return await real(*args)
+
+    store.start_sending_checked = noting
+    assert await timer.fire_due() == 1
+    await timer.drain()
+    assert checked_at == [slot - CHECK_AHEAD]
+    assert launcher.sent_at == [slot]
+    runs, _ = await store.runs(row.id)
+    assert [(r.status, r.fired_at) for r in runs] == [("launched", slot)]
 
 
 async def test_an_interval_fires_on_its_grid_skipping_excluded_dates(store):
