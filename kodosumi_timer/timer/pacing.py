@@ -4,10 +4,15 @@ How many launch requests may be in flight is learnt from kodosumi's answers, lik
 adaptive concurrency limiter (additive increase, multiplicative decrease): an answer
 within ``target`` seconds raises the limit by one per limit's worth of answers; a slow
 answer, an error or no answer cuts it (at most once per ``target`` seconds, so that one
-wave of slow answers is one cut). There is one limit for the panel and one per flow: a
-flow whose app hangs uses up its own limit, not the others'. A request in flight for
-longer than ``stuck_after`` seconds no longer counts against the panel's limit (it is
-its flow's problem), so hanging requests never stall unrelated launches.
+wave of slow answers is one cut). Until its first cut a limit grows by one per quick
+answer instead (a slow start, as TCP's: it doubles per round), so that a burst against a
+kodosumi that keeps up is not held to a few requests for hundreds of answers (the ramp
+was half the time of a burst of 1,000 in the lab).
+
+There is one limit for the panel and one per flow: a flow whose app hangs uses up its
+own limit, not the others'. A request in flight for longer than ``stuck_after`` seconds
+no longer counts against the panel's limit (it is its flow's problem), so hanging
+requests never stall unrelated launches.
 
 An optional cap, ``max_running``, bounds the executions launched and not ended; an owner
 with nothing running or being sent may still start one above it, so that other users'
@@ -45,6 +50,8 @@ class Limit:
                 self.value = max(self.low, self.value * self.backoff)
                 self._cut_at = now
                 self.cuts += 1
+        elif self.cuts == 0:  # slow start: doubles per round until the first cut
+            self.value = min(self.high, self.value + 1.0)
         else:
             self.value = min(self.high, self.value + 1.0 / self.value)
 

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from kodosumi_timer.timer.pacing import Limit, Pacer
 
 
@@ -15,14 +17,19 @@ class Clock:
 
 def test_limit_grows_on_quick_answers_and_is_cut_once_per_wave_of_slow_ones():
     limit = Limit(value=4.0, high=8.0, target=2.0)
-    for _ in range(40):
+    for _ in range(4):  # slow start: one more per quick answer, doubled in a round
         limit.observe(0.1, overloaded=False, now=0.0)
-    assert limit.value == 8.0  # additive increase, capped
+    assert limit.value == 8.0
+    limit.observe(0.1, overloaded=False, now=0.0)
+    assert limit.value == 8.0  # capped
     limit.observe(5.0, overloaded=False, now=10.0)
     limit.observe(5.0, overloaded=False, now=10.5)  # the same wave: no second cut
     assert limit.value == 4.0
     limit.observe(0.1, overloaded=True, now=13.0)
     assert limit.value == 2.0
+    for _ in range(2):  # after a cut: additive, one more per limit's worth of answers
+        limit.observe(0.1, overloaded=False, now=14.0)
+    assert limit.value == pytest.approx(2.0 + 1 / 2 + 1 / 2.5)
     for t in range(20):
         limit.observe(0.1, overloaded=True, now=20.0 + 3 * t)
     assert limit.value == 1.0  # never below one
