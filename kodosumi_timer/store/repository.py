@@ -26,6 +26,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -528,7 +529,8 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
         """Move these ``queued`` runs to ``launching``, only those this timer still holds:
         the atomic check before a request goes out. Returns the ids that may be sent."""
         async with self.engine.begin() as conn:
-            return await _start_sending(conn, timer_id, run_ids, now, lease_until)
+            return await _start_sending(conn, timer_id, dict.fromkeys(run_ids, now),
+                                        lease_until)
 
     async def start_sending_checked(
             self, timer_id: str, schedule_ids: Iterable[str],
@@ -539,13 +541,8 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
         ``decide`` picks by the versions read, each with its ``fired_at``, move to
         ``launching``."""
         async with self.engine.begin() as conn:
-            by_stamp: dict[datetime, list[int]] = {}
-            for run_id, fired in decide(await _versions(conn, schedule_ids)):
-                by_stamp.setdefault(fired, []).append(run_id)
-            allowed: set[int] = set()
-            for fired, ids in by_stamp.items():  # mostly one: the runs of one instant
-                allowed |= await _start_sending(conn, timer_id, ids, fired, lease_until)
-            return allowed
+            picked = dict(decide(await _versions(conn, schedule_ids)))
+            return await _start_sending(conn, timer_id, picked, lease_until)
 
     async def renew_leases(self, timer_id: str, run_ids: Iterable[int],
                            lease_until: datetime) -> int:
@@ -554,11 +551,16 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
         ids = list(run_ids)
         if not ids:
             return 0
+        # rows locked in id order, and one being written right now (checked before
+        # sending, recorded) is left to the next renewal, a third of a lease later:
+        # never a deadlock with the timer's other writes (seen with three timers)
+        mine = select(RUNS.c.id).where(
+            RUNS.c.id.in_(ids), RUNS.c.timer_id == timer_id,
+            RUNS.c.status.in_(("queued", "launching")), RUNS.c.lease_until < lease_until
+        ).order_by(RUNS.c.id).with_for_update(skip_locked=True)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(RUNS).where(RUNS.c.id.in_(ids), RUNS.c.timer_id == timer_id,
-                                   RUNS.c.status.in_(("queued", "launching")),
-                                   RUNS.c.lease_until < lease_until)
+                update(RUNS).where(RUNS.c.id.in_(mine.scalar_subquery()))
                 .values(lease_until=lease_until))
             return int(result.rowcount)
 
@@ -621,13 +623,17 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
         if not results:
             return 0
         run_rows, schedule_rows = [], []
-        for r in results:
+        # rows written in id order (runs, then schedules), as in every multi-row write:
+        # no deadlock between the timer's writes or timers (a schedule's last run last)
+        results = sorted(results, key=lambda r: (r.run.schedule_id, r.run.id))
+        for r in sorted(results, key=lambda r: r.run.id):
             # a run that was never sent (skipped, missed at its last check) has no fired_at
             fired = None if r.status in (RunStatus.SKIPPED, RunStatus.MISSED) else r.at
             run_rows.append({"b_id": r.run.id, "b_of": r.run.schedule_id,
                              "b_status": r.status, "b_fid": r.fid,
                              "b_reason": r.reason, "b_fired": fired,
                              "b_finished": None if r.status in ACTIVE_RUN_STATES else r.at})
+        for r in results:
             schedule_rows.append({"b_schedule": r.run.schedule_id, "b_fid": r.fid,
                                   "b_status": r.status, "b_at": r.at, "b_run": r.run.id})
         # the schedule mirrors only results that were written: its run is this timer's,
@@ -713,7 +719,8 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
             select(SCHEDULES.c.id, SCHEDULES.c.failures_in_row).where(
                 SCHEDULES.c.id.in_(schedule_ids), SCHEDULES.c.state == "active",
                 SCHEDULES.c.pause_after_failures.is_not(None),
-                SCHEDULES.c.failures_in_row >= SCHEDULES.c.pause_after_failures))).all()
+                SCHEDULES.c.failures_in_row >= SCHEDULES.c.pause_after_failures)
+            .order_by(SCHEDULES.c.id))).all()
         for schedule_id, count in failing:
             await conn.execute(
                 update(SCHEDULES).where(SCHEDULES.c.id == schedule_id,
@@ -729,11 +736,13 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
         if not changes:
             return 0
         run_rows, schedule_rows = [], []
-        for c in changes:
+        # in id order (runs, then schedules), as in every multi-row write: no deadlock
+        for c in sorted(changes, key=lambda c: c.run.id):
             done = c.status not in ACTIVE_RUN_STATES
             run_rows.append({"b_id": c.run.id, "b_fid": c.run.fid, "b_status": c.status,
                              "b_reason": c.reason if c.reason is not None else c.run.reason,
                              "b_finished": c.at if done else c.run.finished_at})
+        for c in sorted(changes, key=lambda c: (c.run.schedule_id, c.run.id)):
             schedule_rows.append({"b_schedule": c.run.schedule_id, "b_fid": c.run.fid,
                                   "b_status": c.status})
         async with self.engine.begin() as conn:
@@ -1028,13 +1037,23 @@ async def _versions(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, tupl
             for row in await conn.execute(query)}
 
 
-async def _start_sending(conn: AsyncConnection, timer_id: str, run_ids: Sequence[int],
-                         now: datetime, lease_until: datetime) -> set[int]:
-    if not run_ids:
+async def _start_sending(conn: AsyncConnection, timer_id: str, fired: dict[int, datetime],
+                         lease_until: datetime) -> set[int]:
+    """Move the runs of ``fired`` (id: its ``fired_at``) to ``launching``, those this
+    timer still holds; one statement, its rows locked in id order (no deadlock with a
+    lease renewal or another timer)."""
+    if not fired:
         return set()
+    stamps = set(fired.values())
+    # mostly one stamp (the runs of one instant); else each run's own
+    stamp: Any = stamps.pop() if len(stamps) == 1 else case(
+        *[(RUNS.c.id == run_id, literal(at, UTCDateTime)) for run_id, at in fired.items()])
+    held = select(RUNS.c.id).where(
+        RUNS.c.id.in_(list(fired)), RUNS.c.timer_id == timer_id, RUNS.c.status == "queued"
+    ).order_by(RUNS.c.id).with_for_update()
     result = await conn.execute(
-        update(RUNS).where(RUNS.c.id.in_(run_ids), RUNS.c.timer_id == timer_id,
+        update(RUNS).where(RUNS.c.id.in_(held.scalar_subquery()),
                            RUNS.c.status == "queued")
-        .values(status="launching", fired_at=now, lease_until=lease_until)
+        .values(status="launching", fired_at=stamp, lease_until=lease_until)
         .returning(RUNS.c.id))
     return set(result.scalars().all())
