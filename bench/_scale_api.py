@@ -15,6 +15,7 @@ from litestar import Litestar
 from kodosumi_timer.bridge import RoleTable
 from kodosumi_timer.clock import utcnow
 from kodosumi_timer.config import TimerSettings
+from kodosumi_timer.errors import InvalidInput
 from kodosumi_timer.panel.app import create_api_app
 from kodosumi_timer.panel.services import STATE_KEY, PanelServices
 from kodosumi_timer.schedules import FlowInfo
@@ -23,9 +24,19 @@ from kodosumi_timer.store import open_store
 FLOW = "/-/127.0.0.1/8001/bench/-/"
 
 
+# the bench flow's input form (kodosumi ``elements``): the POSTs' inputs are checked
+# against it as against an agent's own form (issue 17); a real panel fetches it
+FORM: list[dict[str, Any]] = [{"type": "text", "name": "text"}, {"type": "text", "name": "n"}]
+
+
 class BenchFlows:
     async def find(self, flow_url: str) -> FlowInfo | None:
         return FlowInfo(FLOW, "Bench flow") if flow_url == FLOW else None
+
+    async def form(self, flow_url: str, owner: str) -> list[dict[str, Any]]:
+        if flow_url != FLOW:
+            raise InvalidInput(f"unknown flow {flow_url}", field="flow_url")
+        return FORM
 
 
 def create() -> Litestar:

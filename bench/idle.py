@@ -8,7 +8,9 @@ settings: 60 s interval, follow loop every 2 s) except for the wake-up channel
 (``LocalWaker`` instead of the Ray lock actor), against the launch target of
 ``lateness.py`` as its panel. It is measured from outside with psutil: CPU time (user +
 system) over a window, as a share of one core, and RSS at the end. Done for 10,000 and
-100,000 schedules, SQLite and PostgreSQL.
+100,000 schedules by default, SQLite and PostgreSQL; ``--sizes 10000,1000000`` for the
+million (bulk-loaded: COPY on PostgreSQL, one stdlib ``executemany`` transaction on
+SQLite; the largest size is loaded once and deleted down to the smaller ones).
 
 Not included: the Ray client of a ``koco-timer start`` process (``ray.init`` to the
 cluster; ``ray`` is imported, as ``daemon`` imports it); ``kodosumi_launch.py`` measures
@@ -20,6 +22,7 @@ that process on the real stack.
 
 import argparse
 import asyncio
+import json
 import random
 import shutil
 import sys
@@ -58,6 +61,7 @@ async def shrink(db: str, n: int) -> None:
 
     from kodosumi_timer.store import ScheduleRow, open_store
 
+    started = time.monotonic()
     store = await open_store(db)
     async with store.engine.begin() as conn:
         await conn.execute(delete(ScheduleRow.__table__).where(
@@ -69,44 +73,114 @@ async def shrink(db: str, n: int) -> None:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text("VACUUM ANALYZE schedule"))
     await store.close()
+    print(f"  {store.dialect}: deleted down to {n:,} schedules in "
+          f"{time.monotonic() - started:.0f} s", flush=True)
+
+
+# the columns the bulk load writes; the others keep their server defaults or NULL
+COLUMNS = ["id", "owner", "system", "expose_name", "flow_url", "title", "schedule_type",
+           "cron_expression", "run_at", "timezone", "inputs", "state", "catchup", "overlap",
+           "end_at", "max_runs", "run_count", "next_run", "last_run", "last_fid",
+           "last_status", "note", "version", "created", "updated"]
+CHUNK = 50_000
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """A UTC moment as ``UTCDateTime`` stores it in SQLite (naive, SQLAlchemy's format)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def rows_of(start: int, stop: int, owners: list[str], now: datetime,
+            rng: random.Random, dialect: str) -> list[tuple[Any, ...]]:
+    """Schedules ``start`` .. ``stop - 1`` as tuples in ``COLUMNS`` order, bound as the
+    store binds them (SQLite: text timestamps, 0/1; PostgreSQL: aware datetimes)."""
+    rows = []
+    for i in range(start, stop):
+        slot = now + timedelta(hours=1, seconds=rng.uniform(60, 24 * 3600))
+        values = schedule_values(
+            f"idle{i:08d}", owners[i % USERS], slot, now, schedule_type="cron",
+            cron_expression=EXPRESSIONS[i % len(EXPRESSIONS)], run_at=None,
+            timezone="Europe/Berlin", inputs={"text": "daily report", "n": i})
+        values["inputs"] = json.dumps(values["inputs"])
+        if dialect == "sqlite":
+            for key in ("run_at", "end_at", "next_run", "last_run", "created", "updated"):
+                values[key] = sqlite_time(values[key])
+            values["system"] = int(values["system"])
+        rows.append(tuple(values[c] for c in COLUMNS))
+    return rows
 
 
 async def load(db: str, n: int) -> None:
-    from sqlalchemy import insert
+    """Bulk-load ``n`` schedules: COPY on PostgreSQL, one ``executemany`` transaction with
+    the stdlib driver on SQLite; no SQLAlchemy per row (1,000,000 load in about a minute)."""
+    from sqlalchemy.engine import make_url
 
-    from kodosumi_timer.store import ScheduleRow, open_store
+    from kodosumi_timer.store import open_store
 
-    await reset_store(db)
+    await reset_store(db)  # our migrations create the schema and its indexes
     store = await open_store(db)
+    dialect = store.dialect
+    await store.close()
     owners = role_ids(USERS)
     now = datetime.now(UTC)
     rng = random.Random(n)
-    async with store.engine.begin() as conn:
-        for start in range(0, n, 5000):
-            rows = []
-            for i in range(start, min(n, start + 5000)):
-                slot = now + timedelta(hours=1, seconds=rng.uniform(60, 24 * 3600))
-                rows.append(schedule_values(
-                    f"idle{i:08d}", owners[i % USERS], slot, now, schedule_type="cron",
-                    cron_expression=EXPRESSIONS[i % len(EXPRESSIONS)], run_at=None,
-                    timezone="Europe/Berlin", inputs={"text": "daily report", "n": i}))
-            await conn.execute(insert(ScheduleRow.__table__), rows)
-    if store.dialect == "postgresql":
-        from sqlalchemy import text
+    started = time.monotonic()
 
-        async with store.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("VACUUM ANALYZE schedule"))
-    await store.close()
+    def progress(done: int) -> None:
+        if n >= 200_000 or done == n:
+            print(f"  {dialect}: loaded {done:,} of {n:,} schedules "
+                  f"({time.monotonic() - started:.0f} s)", flush=True)
+
+    if dialect == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(db.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            for start in range(0, n, CHUNK):
+                stop = min(n, start + CHUNK)
+                await conn.copy_records_to_table(
+                    "schedule", records=rows_of(start, stop, owners, now, rng, dialect),
+                    columns=COLUMNS)
+                progress(stop)
+            await conn.execute("VACUUM ANALYZE schedule")
+        finally:
+            await conn.close()
+    else:
+        import sqlite3
+
+        path = make_url(db).database
+        assert path, db
+        conn = sqlite3.connect(path)
+        try:
+            sql = (f"INSERT INTO schedule ({', '.join(COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(COLUMNS))})")
+            with conn:
+                for start in range(0, n, CHUNK):
+                    stop = min(n, start + CHUNK)
+                    conn.executemany(sql, rows_of(start, stop, owners, now, rng, dialect))
+                    progress(stop)
+        finally:
+            conn.close()
+    print(f"  {dialect}: {n:,} schedules in {time.monotonic() - started:.0f} s", flush=True)
 
 
-async def child(db: str, admin_db: str, panel: str, workdir: str) -> None:
-    """The timer as ``koco-timer start`` composes it, with an in-process waker."""
+async def child(db: str, admin_db: str, panel: str, workdir: str, prune: bool = True) -> None:
+    """The timer as ``koco-timer start`` composes it, with an in-process waker (and, for
+    ``--no-prune``, a history pruner that does nothing: a diagnostic, not a setting)."""
     import signal
 
     from kodosumi_timer.config import TimerSettings
     from kodosumi_timer.daemon import TimerParts
+    from kodosumi_timer.history import Pruner
     from kodosumi_timer.timer import LocalWaker
+
+    if not prune:
+        async def no_pruning(self: Pruner) -> None:
+            await self._stopping.wait()
+
+        Pruner.run = no_pruning  # type: ignore[method-assign]
 
     settings = TimerSettings(
         TIMER_DATABASE=db, ADMIN_DATABASE=admin_db, TIMER_PANEL_URL=panel,
@@ -119,9 +193,9 @@ async def child(db: str, admin_db: str, panel: str, workdir: str) -> None:
 
 
 def measure(db: str, admin_db: str, panel: str, workdir: Path, window: float,
-            warmup: float) -> dict[str, Any]:
+            warmup: float, prune: bool = True) -> dict[str, Any]:
     argv = [PY, str(Path(__file__).resolve()), "--child", "--db", db, "--admin-db", admin_db,
-            "--panel", panel, "--workdir", str(workdir)]
+            "--panel", panel, "--workdir", str(workdir)] + ([] if prune else ["--no-prune"])
     child = start_child("idle-timer", argv, workdir)
     try:
         wait_line(child, "ready", timeout=60)
@@ -153,6 +227,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="diagnostic: the timer without its history pruner's passes")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--admin-db", help=argparse.SUPPRESS)
@@ -160,7 +236,7 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(args.db, args.admin_db, args.panel, args.workdir))
+        asyncio.run(child(args.db, args.admin_db, args.panel, args.workdir, not args.no_prune))
         return
     warmup = 5.0
     if args.quick:
@@ -170,7 +246,8 @@ def main() -> None:
     admin_db = asyncio.run(make_admin_db(workdir / "admin.db", role_ids(USERS)))
     dbs = {"sqlite": f"sqlite+aiosqlite:///{workdir / 'schedule.db'}", "postgresql": PG_URL}
     if not args.quick:
-        print(f"# {machine()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {load_text()}")
+        print(f"# {machine()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {load_text()}"
+              + ("; WITHOUT the history pruner (--no-prune)" if args.no_prune else ""))
     cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
     try:
         for backend in args.backends.split(","):
@@ -181,7 +258,8 @@ def main() -> None:
                 asyncio.run(load(dbs[backend], n) if k == 0 else shrink(dbs[backend], n))
                 loaded = time.monotonic() - started
                 for rep in range(args.runs):
-                    m = measure(dbs[backend], admin_db, panel, workdir, args.window, warmup)
+                    m = measure(dbs[backend], admin_db, panel, workdir, args.window, warmup,
+                                not args.no_prune)
                     cells.setdefault((backend, n), []).append(m)
                     if not args.quick:
                         print(f"{backend:10} {n:>7,} run {rep + 1}: CPU {m['cpu_pct']:.3f} % "
