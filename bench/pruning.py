@@ -228,8 +228,8 @@ class Counted:
         self.pruned = 0
         self.batch_ms: list[float] = []
 
-    async def schedule_ids(self) -> list[str]:
-        ids: list[str] = await self.store.schedule_ids()
+    async def schedules_to_prune(self, older_than: datetime, keep: int) -> list[str]:
+        ids: list[str] = await self.store.schedules_to_prune(older_than, keep)
         return ids
 
     async def next_launch(self, since: datetime) -> datetime | None:

@@ -24,7 +24,7 @@ log = logging.getLogger("kodosumi_timer.history")
 
 
 class HistoryStore(Protocol):
-    async def schedule_ids(self) -> list[str]: ...
+    async def schedules_to_prune(self, older_than: datetime, keep: int) -> list[str]: ...
 
     async def next_launch(self, since: datetime) -> datetime | None: ...
 
@@ -77,10 +77,11 @@ class Pruner:
         self._stopping.set()
 
     async def prune(self) -> int:
-        """One pass over every schedule; returns how many runs went."""
+        """One pass over the schedules that may have runs to prune; returns how many
+        runs went."""
         older_than = self.clock() - timedelta(days=self.keep_days)
         total = 0
-        for schedule_id in await self.store.schedule_ids():
+        for schedule_id in await self.store.schedules_to_prune(older_than, self.keep_runs):
             while not self._stopping.is_set():
                 await self._wait_for_a_gap()
                 started = time.monotonic()

@@ -73,6 +73,30 @@ async def test_a_pass_prunes_every_schedule_in_batches_until_done(store):
     assert await pruner.prune() == 0
 
 
+async def test_a_pass_visits_only_the_schedules_with_runs_to_prune(store):
+    many = await store.add_schedule(schedule())
+    old = await store.add_schedule(schedule())
+    fine = await store.add_schedule(schedule())
+    await store.add_schedule(schedule())  # no runs at all
+    await add_runs(store, many, ["finished"] * 6)
+    await add_runs(store, old, ["finished"], start=T0 - timedelta(days=100))
+    await add_runs(store, fine, ["finished"] * 5)
+    cutoff = T0 - timedelta(days=90)
+    assert sorted(await store.schedules_to_prune(cutoff, keep=5)) == sorted([many.id, old.id])
+    visited = []
+    real = store.prune_runs
+
+    async def noting(schedule_id, *args):  # type: ignore[no-untyped-def]
+        visited.append(schedule_id)
+        return await real(schedule_id, *args)
+
+    store.prune_runs = noting
+    pruner = Pruner(store, keep_runs=5, keep_days=90, pause=0, max_wait=0, clock=lambda: T0)
+    assert await pruner.prune() == 2
+    assert sorted(visited) == sorted([many.id, old.id])
+    assert await store.schedules_to_prune(cutoff, keep=5) == []
+
+
 def test_how_much_is_kept_is_said_in_words():
     assert kept(1000, 90) == "the newest 1,000 runs of each schedule, none older than 90 days"
     assert kept(1, 1) == "the newest run of each schedule, none older than 1 day"
@@ -107,7 +131,7 @@ class ComingLaunches:
         self.coming = coming
         self.events: list[tuple[str, float]] = []
 
-    async def schedule_ids(self) -> list[str]:
+    async def schedules_to_prune(self, older_than: datetime, keep: int) -> list[str]:
         return ["s1"]
 
     async def next_launch(self, since: datetime) -> datetime | None:
