@@ -81,6 +81,7 @@ class Pruner:
         runs went."""
         older_than = self.clock() - timedelta(days=self.keep_days)
         total = 0
+        await self._wait_for_a_gap()  # its query reads every run: kept out of launches too
         for schedule_id in await self.store.schedules_to_prune(older_than, self.keep_runs):
             while not self._stopping.is_set():
                 await self._wait_for_a_gap()
