@@ -17,10 +17,6 @@ class HistoryRows:
 
     session: async_sessionmaker[AsyncSession]
 
-    async def schedule_ids(self) -> list[str]:
-        async with self.session() as s:
-            return list((await s.execute(select(ScheduleRow.id))).scalars())
-
     async def schedules_to_prune(self, older_than: datetime, keep: int) -> list[str]:
         """The schedules that may have runs to prune: more than ``keep`` runs, or one
         before ``older_than``. One pass along the (schedule_id, slot) index, not four

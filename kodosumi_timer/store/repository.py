@@ -482,12 +482,6 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
             rows = (await s.execute(select(ScheduleRow).where(ScheduleRow.id.in_(ids))))
             return {row.id: row for row in rows.scalars()}
 
-    async def schedule_versions(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
-        """(state, version) of these schedules (missing: deleted), raw and in one query:
-        what the timer checks just before it sends a slot claimed earlier."""
-        async with self.engine.connect() as conn:
-            return await _versions(conn, ids)
-
     async def active_schedule_ids(self, schedule_ids: Sequence[str]) -> set[str]:
         """Which of these schedules have a run that has not ended (queued, being sent,
         or running in kodosumi): ``has_active_run`` for a whole batch."""
@@ -536,10 +530,10 @@ class Store(SystemRows, NotificationStore, HistoryRows, UserDefaults):
             self, timer_id: str, schedule_ids: Iterable[str],
             decide: Callable[[dict[str, tuple[str, int]]], Sequence[tuple[int, datetime]]],
             lease_until: datetime) -> set[int]:
-        """``schedule_versions`` and ``start_sending`` in one transaction, for the check
-        that every launch passes (one round of the store instead of two): the runs
-        ``decide`` picks by the versions read, each with its ``fired_at``, move to
-        ``launching``."""
+        """The check every launch passes, in one transaction: the (state, version) of
+        these schedules is read (missing: deleted), and the runs ``decide`` picks by
+        them, each with its ``fired_at``, move to ``launching`` as ``start_sending``
+        does."""
         async with self.engine.begin() as conn:
             picked = dict(decide(await _versions(conn, schedule_ids)))
             return await _start_sending(conn, timer_id, picked, lease_until)

@@ -106,8 +106,8 @@ class Pacer:
 
     async def turn(self, owner: str, flow: str) -> Ticket:
         """Wait until this launch may be sent; served round-robin by owner."""
-        if not self._turns and self._room(owner, flow):
-            return self._grant(owner, flow)
+        if (ticket := self.try_turn(owner, flow)) is not None:
+            return ticket
         self._arrivals += 1
         waiter = _Waiter(owner, flow, asyncio.get_running_loop().create_future(),
                          self._arrivals)
